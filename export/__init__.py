@@ -1,1 +1,35 @@
-"""Placeholder; filled in by its issue."""
+"""Export Keras models as TF Serving SavedModels into a versioned, atomically published repository.
+
+Example:
+    >>> import export
+    >>> spec = export.ExportSpec(model_name="digits", task="classification", keras_model=model,
+    ...                          features=(export.FeatureSpec(name="pixels", dtype="float32", shape=(8, 8)),),
+    ...                          class_names=tuple("0123456789"), sample_inputs={"pixels": x_test[:8]})
+    >>> export.publish(spec, "./models").version
+    1
+"""
+
+from export._errors import (
+    CorruptVersionError,
+    ExportError,
+    RepositoryError,
+    VerificationError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from export._repository import ModelRepository, publish
+from export._spec import ExportSpec, FeatureSpec, PublishedVersion
+
+__all__ = [
+    "CorruptVersionError",
+    "ExportError",
+    "ExportSpec",
+    "FeatureSpec",
+    "ModelRepository",
+    "PublishedVersion",
+    "RepositoryError",
+    "VerificationError",
+    "VersionExistsError",
+    "VersionNotFoundError",
+    "publish",
+]

@@ -1,0 +1,27 @@
+"""The export package's error hierarchy: one root, `ExportError`, so callers can catch it all."""
+
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """Root of every error raised by `export` (bad arguments raise TypeError/ValueError instead)."""
+
+
+class RepositoryError(ExportError):
+    """The model repository cannot be used: base path missing, a file, unwritable, or unreadable."""
+
+
+class VersionExistsError(RepositoryError):
+    """An explicit version was requested for publishing, but that version already exists."""
+
+
+class VersionNotFoundError(RepositoryError):
+    """The requested model or version is not in the repository."""
+
+
+class CorruptVersionError(RepositoryError):
+    """A numeric version directory exists but does not hold a usable SavedModel or manifest."""
+
+
+class VerificationError(ExportError):
+    """The freshly written SavedModel did not reload, lacks a signature, or predicts differently."""

@@ -1,0 +1,82 @@
+"""`assets.extra/manifest.json`: what a version is, where it came from and how good it is."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+from export._spec import ExportSpec, to_jsonable
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    try:
+        tfstack = metadata.version("tfstack")
+    except metadata.PackageNotFoundError:
+        tfstack = "unknown"
+    return {"tfstack": tfstack, "tensorflow": tf.__version__, "keras": keras.__version__, "python": platform.python_version()}
+
+
+def git_commit() -> str | None:
+    """HEAD of the git checkout in the current directory, or None (no git, not a checkout)."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = result.stdout.strip()
+    return commit if result.returncode == 0 and commit else None
+
+
+def build_manifest(
+    spec: ExportSpec,
+    *,
+    version: int,
+    class_names: tuple[str, ...],
+    signatures: dict[str, Any],
+    files: list[str],
+    created: str | None = None,
+) -> dict[str, Any]:
+    """The manifest dict (JSON-able) for `spec` published as `version`."""
+    return to_jsonable(
+        {
+            "format": MANIFEST_FORMAT,
+            "model_name": spec.model_name,
+            "version": version,
+            "created": created or utc_now(),
+            "task": spec.task,
+            "features": [{"name": f.name, "dtype": f.dtype, "shape": list(f.shape)} for f in spec.features],
+            "class_names": list(class_names),
+            "library_versions": library_versions(),
+            "training_config": spec.training_config,
+            "dataset": spec.dataset,
+            "metrics": spec.metrics,
+            "signatures": signatures,
+            "parent_version": spec.parent_version,
+            "git_commit": git_commit(),
+            "files": sorted(files),
+        }
+    )
+
+
+def key_metric(manifest: dict[str, Any]) -> tuple[str, float] | None:
+    """The one metric worth a column in `models list` (accuracy, else R², else RMSE/MAE)."""
+    metrics = manifest.get("metrics") or {}
+    for name in ("accuracy", "r2", "rmse", "mae", "loss"):
+        value = metrics.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return name, float(value)
+    return None

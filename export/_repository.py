@@ -1,0 +1,425 @@
+"""The versioned model repository TF Serving reads: `<base_path>/<model_name>/<int version>/`.
+
+Guarantees (what serving and rollout can rely on):
+- A numeric directory appears only by an atomic rename of a complete, verified, fsynced
+  SavedModel. Work in progress lives in `.staging-<id>` beside the versions; TF Serving ignores
+  non-numeric names (spec §4.2).
+- New version numbers are max(existing)+1, chosen under a per-model file lock
+  (`.publish.lock`), so concurrent publishers (threads or processes) never collide, and an
+  existing version is never overwritten.
+- A publisher killed mid-way leaves only its staging directory; the next publish removes
+  staging directories whose owner is gone (each is guarded by its own `.staging-<id>.lock`,
+  held for the publisher's lifetime and released by the OS when it dies).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export._errors import (
+    CorruptVersionError,
+    ExportError,
+    RepositoryError,
+    VerificationError,
+    VersionExistsError,
+    VersionNotFoundError,
+)
+from export._spec import ExportSpec, PublishedVersion, check_model_name, check_version
+
+ASSETS_EXTRA = "assets.extra"
+STAGING_PREFIX = ".staging-"
+REMOVING_PREFIX = ".removing-"
+LOCK_NAME = ".publish.lock"
+VERIFY_TOLERANCE = 1e-5
+# TF Serving counts a child as a version iff it parses as an int (spec §4.2); we only create plain
+# decimal names, but must count leading-zero names other tools may have made.
+_NUMERIC = re.compile(r"^[0-9]+$")
+
+
+class ModelRepository:
+    """Read and publish versions under `base_path`.
+
+    Example:
+        >>> repo = ModelRepository("./models")
+        >>> published = repo.publish(spec)          # -> PublishedVersion(version=1, ...)
+        >>> repo.versions("digits"), repo.latest("digits")
+        ([1], 1)
+    """
+
+    def __init__(self, base_path: str | os.PathLike[str], *, lock_timeout: float = 120.0) -> None:
+        if not isinstance(base_path, (str, os.PathLike)):
+            raise TypeError(f"base_path must be a str or path. Received: base_path={base_path!r}")
+        if str(base_path) == "":
+            raise ValueError("base_path must not be empty. Received: base_path=''")
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) or lock_timeout < 0:
+            raise ValueError(f"lock_timeout must be a number of seconds >= 0. Received: lock_timeout={lock_timeout!r}")
+        self.base_path = Path(base_path)
+        self.lock_timeout = float(lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"ModelRepository({str(self.base_path)!r})"
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Model names (directories with a valid model name) under base_path; [] if it does not exist."""
+        if not self._base_exists():
+            return []
+        names = []
+        for child in self._children(self.base_path):
+            if child.is_dir() and _is_model_name(child.name):
+                names.append(child.name)
+        return sorted(names)
+
+    def versions(self, model_name: str) -> list[int]:
+        """Sorted version numbers of `model_name` (numeric directories only); [] if none."""
+        return sorted(self._version_dirs(check_model_name(model_name)))
+
+    def latest(self, model_name: str) -> int | None:
+        """The highest version of `model_name`, or None if it has none."""
+        versions = self.versions(model_name)
+        return versions[-1] if versions else None
+
+    def version_path(self, model_name: str, version: int) -> Path:
+        """The directory of an existing version. Raises VersionNotFoundError if it does not exist."""
+        check_model_name(model_name)
+        version = check_version(version)
+        dirs = self._version_dirs(model_name)
+        if version not in dirs:
+            known = sorted(dirs)
+            raise VersionNotFoundError(
+                f"Version {version} of model {model_name!r} not found under {self.base_path}. "
+                f"Available versions: {known or 'none'}"
+            )
+        return dirs[version]
+
+    def manifest(self, model_name: str, version: int) -> dict[str, Any]:
+        """The manifest of one version. Raises CorruptVersionError if the version is incomplete."""
+        path = self.version_path(model_name, version)
+        if not (path / "saved_model.pb").is_file():
+            raise CorruptVersionError(
+                f"Version {version} of model {model_name!r} at {path} is corrupt: it has no saved_model.pb "
+                "(expected a complete SavedModel directory). Remove it or publish a new version."
+            )
+        manifest_path = path / ASSETS_EXTRA / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise CorruptVersionError(
+                f"Version {version} of model {model_name!r} has no manifest at {manifest_path} "
+                "(it was not published by tfstack, or was modified)."
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise CorruptVersionError(
+                f"Version {version} of model {model_name!r}: cannot read {manifest_path}: {exc}"
+            ) from exc
+        if not isinstance(manifest, dict):
+            raise CorruptVersionError(
+                f"Version {version} of model {model_name!r}: {manifest_path} is not a JSON object. "
+                f"Received: {type(manifest).__name__}"
+            )
+        return manifest
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def publish(self, spec: ExportSpec, *, version: int | None = None) -> PublishedVersion:
+        """Export `spec` as a new version, atomically; see the module docstring for the guarantees.
+
+        Args:
+            spec: what to export.
+            version: an explicit version number; default max(existing)+1.
+
+        Returns:
+            The PublishedVersion (model_name, version, path, manifest).
+
+        Raises:
+            VersionExistsError: `version` is given and already exists.
+            RepositoryError: base_path is a file, cannot be created or is not writable.
+            VerificationError: the written SavedModel did not reload or predicts differently.
+            ExportError: saving failed for another reason.
+        """
+        if not isinstance(spec, ExportSpec):
+            raise TypeError(f"spec must be an export.ExportSpec. Received: spec={type(spec).__name__}")
+        if version is not None:
+            version = check_version(version)
+        model_dir = self._prepare_model_dir(spec.model_name)
+        if version is not None:
+            self._check_free(spec.model_name, version)
+        self._remove_stale(model_dir)
+
+        from filelock import FileLock
+
+        staging_id = uuid.uuid4().hex
+        staging = model_dir / f"{STAGING_PREFIX}{staging_id}"
+        # The staging lock exists before the directory, so a cleaner never sees an unguarded staging dir.
+        staging_lock = FileLock(str(model_dir / f"{STAGING_PREFIX}{staging_id}.lock"), timeout=0)
+        try:
+            staging_lock.acquire()
+        except OSError as exc:
+            raise RepositoryError(f"Cannot write into {model_dir}: {exc}") from exc
+        try:
+            try:
+                staging.mkdir()
+                return self._publish_staged(spec, staging, model_dir, version)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+        finally:
+            # Unlinked while still held, so no other process can take a lock on a name we then delete.
+            Path(staging_lock.lock_file).unlink(missing_ok=True)
+            staging_lock.release()
+
+    def remove(self, model_name: str, version: int) -> None:
+        """Delete one version. It disappears atomically (renamed away first), then is deleted."""
+        path = self.version_path(model_name, version)
+        doomed = path.parent / f"{REMOVING_PREFIX}{uuid.uuid4().hex}"
+        with self._publish_lock(path.parent):
+            try:
+                os.rename(path, doomed)
+            except OSError as exc:
+                raise RepositoryError(f"Cannot remove version {version} of model {model_name!r} at {path}: {exc}") from exc
+            _fsync_dir(path.parent)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _publish_staged(self, spec: ExportSpec, staging: Path, model_dir: Path, version: int | None) -> PublishedVersion:
+        from export import _manifest, _plots, _signatures, _warmup
+
+        try:
+            class_names = _signatures.resolve_class_names(spec) if spec.task == "classification" else ()
+            _signatures.save_saved_model(spec, staging, class_names)
+            assets = staging / ASSETS_EXTRA
+            assets.mkdir(exist_ok=True)
+            _warmup.write_warmup(spec, assets / _warmup.WARMUP_FILE)
+            _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request(spec))
+            if spec.history:
+                _plots.plot_training_curves(spec.history, assets / _plots.TRAINING_CURVES_FILE)
+            if spec.task == "classification" and spec.confusion_matrix is not None:
+                _plots.plot_confusion_matrix(spec.confusion_matrix, class_names, assets / _plots.CONFUSION_MATRIX_FILE)
+        except ExportError:
+            raise
+        except OSError as exc:
+            raise RepositoryError(f"Cannot write the SavedModel into {staging}: {exc}") from exc
+        except Exception as exc:
+            raise ExportError(
+                f"Exporting model {spec.model_name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        _verify(spec, staging, class_names)
+        signatures = _signatures.read_signature_summary(staging)
+
+        with self._publish_lock(model_dir):
+            if version is None:
+                existing = self._numeric_children(model_dir)
+                version = max(existing, default=0) + 1
+            else:
+                self._check_free(spec.model_name, version)
+            files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
+            files.append(f"{ASSETS_EXTRA}/{_manifest.MANIFEST_FILE}")
+            manifest = _manifest.build_manifest(
+                spec, version=version, class_names=class_names, signatures=signatures, files=files
+            )
+            _write_json(assets / _manifest.MANIFEST_FILE, manifest)
+            _fsync_tree(staging)
+            target = model_dir / str(version)
+            try:
+                # os.rename would silently replace an empty directory; the check under the lock
+                # above plus this guard keep "nothing is overwritten" true.
+                if os.path.lexists(target):
+                    raise VersionExistsError(f"Version {version} of model {spec.model_name!r} already exists at {target}")
+                os.rename(staging, target)
+            except VersionExistsError:
+                raise
+            except OSError as exc:
+                raise RepositoryError(f"Cannot move {staging} to {target}: {exc}") from exc
+            _fsync_dir(model_dir)
+        return PublishedVersion(model_name=spec.model_name, version=version, path=target, manifest=manifest)
+
+    def _base_exists(self) -> bool:
+        if self.base_path.exists() and not self.base_path.is_dir():
+            raise RepositoryError(f"base_path {self.base_path} is a file, expected a directory.")
+        return self.base_path.is_dir()
+
+    def _children(self, directory: Path) -> list[Path]:
+        try:
+            return list(directory.iterdir())
+        except OSError as exc:
+            raise RepositoryError(f"Cannot list {directory}: {exc}") from exc
+
+    def _numeric_children(self, model_dir: Path) -> set[int]:
+        # Files count too: TF Serving would try to load them as versions (spec §4.2).
+        return {int(c.name) for c in self._children(model_dir) if _NUMERIC.match(c.name)} if model_dir.is_dir() else set()
+
+    def _version_dirs(self, model_name: str) -> dict[int, Path]:
+        if not self._base_exists():
+            return {}
+        model_dir = self.base_path / model_name
+        if model_dir.exists() and not model_dir.is_dir():
+            raise RepositoryError(f"{model_dir} is a file, expected the directory of model {model_name!r}.")
+        if not model_dir.is_dir():
+            return {}
+        dirs: dict[int, Path] = {}
+        for child in sorted(self._children(model_dir), key=lambda p: p.name):
+            if _NUMERIC.match(child.name) and child.is_dir():
+                dirs.setdefault(int(child.name), child)
+        return dirs
+
+    def _check_free(self, model_name: str, version: int) -> None:
+        if version in self._numeric_children(self.base_path / model_name):
+            raise VersionExistsError(
+                f"Version {version} of model {model_name!r} already exists under {self.base_path}; "
+                "versions are never overwritten. Omit the version to publish max+1, or remove it first."
+            )
+
+    def _prepare_model_dir(self, model_name: str) -> Path:
+        self._base_exists()
+        model_dir = self.base_path / model_name
+        if model_dir.exists() and not model_dir.is_dir():
+            raise RepositoryError(f"{model_dir} is a file, expected the directory of model {model_name!r}.")
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as exc:
+            raise RepositoryError(f"Cannot create {model_dir}: a path component is a file, expected directories.") from exc
+        except NotADirectoryError as exc:
+            raise RepositoryError(f"Cannot create {model_dir}: a path component is a file, expected directories.") from exc
+        except OSError as exc:
+            raise RepositoryError(f"Cannot create {model_dir} (base_path {self.base_path} is not writable): {exc}") from exc
+        if not os.access(model_dir, os.W_OK | os.X_OK):
+            raise RepositoryError(f"Cannot write into {model_dir}: permission denied (base_path {self.base_path}).")
+        return model_dir
+
+    def _publish_lock(self, model_dir: Path):
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(model_dir / LOCK_NAME), timeout=self.lock_timeout)
+
+        class _Guard:
+            def __enter__(self_inner) -> None:
+                try:
+                    lock.acquire()
+                except Timeout as exc:
+                    raise RepositoryError(
+                        f"Timed out after {self.lock_timeout:g}s waiting for {lock.lock_file}; another publisher holds it."
+                    ) from exc
+                except OSError as exc:
+                    raise RepositoryError(f"Cannot lock {lock.lock_file}: {exc}") from exc
+
+            def __exit__(self_inner, *exc_info: object) -> None:
+                lock.release()
+
+        return _Guard()
+
+    @staticmethod
+    def _remove_stale(model_dir: Path) -> None:
+        """Remove staging/removal leftovers whose owner is gone (a kill -9 mid-publish)."""
+        from filelock import FileLock, Timeout
+
+        for child in list(model_dir.iterdir()):
+            name = child.name
+            if name.startswith(REMOVING_PREFIX):
+                shutil.rmtree(child, ignore_errors=True)
+                continue
+            if not name.startswith(STAGING_PREFIX):
+                continue
+            staging_name = name[: -len(".lock")] if name.endswith(".lock") else name
+            lock = FileLock(str(model_dir / f"{staging_name}.lock"), timeout=0)
+            try:
+                lock.acquire()
+            except (Timeout, OSError):
+                continue  # a live publisher owns it
+            try:
+                shutil.rmtree(model_dir / staging_name, ignore_errors=True)
+            finally:
+                Path(lock.lock_file).unlink(missing_ok=True)
+                lock.release()
+
+
+def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int | None = None) -> PublishedVersion:
+    """Export `spec` as a new version of `spec.model_name` under `base_path`, atomically.
+
+    Example:
+        >>> published = export.publish(spec, "./models")
+        >>> published.path
+        PosixPath('models/digits/1')
+
+    See `ModelRepository.publish` for the errors.
+    """
+    return ModelRepository(base_path).publish(spec, version=version)
+
+
+def _is_model_name(name: str) -> bool:
+    try:
+        check_model_name(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
+    """Reload the SavedModel from disk and check it against the in-memory Keras model."""
+    import tensorflow as tf
+
+    from export import _signatures
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise VerificationError(f"The exported SavedModel at {path} does not load: {exc}") from exc
+    expected = set(_signatures.signature_names(spec.task))
+    missing = expected - set(loaded.signatures.keys())
+    if missing:
+        raise VerificationError(
+            f"The exported SavedModel lacks signatures {sorted(missing)}. Received: {sorted(loaded.signatures.keys())}"
+        )
+    inputs = _signatures.sample_tensors(spec)
+    reference = np.asarray(spec.keras_model(dict(inputs)), dtype=np.float32)
+    outputs = loaded.signatures[_signatures.SERVING_DEFAULT](**inputs)
+    examples = tf.constant(_signatures.serialize_examples(spec.features, spec.sample_inputs))
+    if spec.task == "classification":
+        served = outputs["probabilities"].numpy()
+        by_example = loaded.signatures[_signatures.CLASSIFY](inputs=examples)["scores"].numpy()
+    else:
+        reference = reference.reshape(-1)
+        served = outputs["prediction"].numpy()
+        by_example = loaded.signatures[_signatures.REGRESS](inputs=examples)["outputs"].numpy()
+    for name, values in (("serving_default", served), ("tf.Example", by_example)):
+        if values.shape != reference.shape or not np.allclose(
+            values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE
+        ):
+            diff = np.max(np.abs(values - reference)) if values.shape == reference.shape else "shape mismatch"
+            raise VerificationError(
+                f"The reloaded SavedModel's {name} predictions differ from the Keras model "
+                f"(max abs difference {diff}, shapes {list(values.shape)} vs {list(reference.shape)}; "
+                f"tolerance {VERIFY_TOLERANCE})."
+            )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(directory))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,153 @@
+"""The tfstack SavedModel: `serving_default` on raw features plus TF Serving's classify/regress.
+
+`classify` and `regress` follow TF Serving's classifier/regressor contract (spec §1.7): exactly
+one input `inputs` (DT_STRING [N] serialized tf.Example) and outputs `classes`+`scores` or `outputs`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from export._spec import ExportSpec, FeatureSpec
+
+SERVING_DEFAULT = "serving_default"
+CLASSIFY = "classify"
+REGRESS = "regress"
+EXAMPLES_INPUT = "inputs"
+
+_TF_DTYPES = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
+
+
+def signature_names(task: str) -> tuple[str, ...]:
+    """The signature keys every tfstack SavedModel of `task` has."""
+    return (SERVING_DEFAULT, CLASSIFY if task == "classification" else REGRESS)
+
+
+def example_features(features: tuple[FeatureSpec, ...]) -> dict[str, tf.io.FixedLenFeature]:
+    """The tf.io.parse_example spec that the classify/regress signatures use."""
+    return {f.name: tf.io.FixedLenFeature(f.shape, _TF_DTYPES[f.dtype]) for f in features}
+
+
+def resolve_class_names(spec: ExportSpec) -> tuple[str, ...]:
+    """`spec.class_names`, or "0".."C-1" read from the model's output width when none were given."""
+    if spec.class_names:
+        return spec.class_names
+    probabilities = np.asarray(spec.keras_model(dict(sample_tensors(spec))))
+    return tuple(str(i) for i in range(probabilities.shape[-1]))
+
+
+def sample_tensors(spec: ExportSpec) -> dict[str, tf.Tensor]:
+    return {f.name: tf.constant(spec.sample_inputs[f.name], dtype=_TF_DTYPES[f.dtype]) for f in spec.features}
+
+
+class _ServingModule(tf.Module):
+    """Holds the Keras model (so its variables and lookup tables are saved) and the signatures."""
+
+    def __init__(self, spec: ExportSpec, class_names: tuple[str, ...]) -> None:
+        super().__init__(name="tfstack_serving")
+        self.keras_model = spec.keras_model
+        # Keras 3 keeps variables on layers; listing them here makes the checkpoint independent of
+        # how Keras exposes its layer tree to TensorFlow's tracker.
+        self.model_variables = list(spec.keras_model.variables)
+        self._task = spec.task
+        self._features = spec.features
+        self._class_names = class_names
+        raw_spec = {
+            f.name: tf.TensorSpec((None, *f.shape), _TF_DTYPES[f.dtype], name=f.name) for f in spec.features
+        }
+        parse_spec = example_features(spec.features)
+
+        def raw_outputs(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            predictions = tf.cast(self.keras_model(inputs), tf.float32)
+            if self._task == "regression":
+                return {"prediction": tf.reshape(predictions, [-1])}
+            class_id = tf.argmax(predictions, axis=-1, output_type=tf.int64)
+            labels = tf.constant(list(self._class_names), dtype=tf.string)
+            return {"probabilities": predictions, "class_id": class_id, "class_label": tf.gather(labels, class_id)}
+
+        @tf.function(input_signature=[raw_spec], autograph=False)
+        def serving_default(inputs):
+            return raw_outputs(inputs)
+
+        examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
+
+        @tf.function(input_signature=[examples_spec], autograph=False)
+        def classify(inputs):
+            outputs = raw_outputs(tf.io.parse_example(inputs, parse_spec))
+            scores = outputs["probabilities"]
+            labels = tf.constant(list(self._class_names), dtype=tf.string)
+            classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(scores)[0], 1])
+            return {"classes": classes, "scores": scores}
+
+        @tf.function(input_signature=[examples_spec], autograph=False)
+        def regress(inputs):
+            return {"outputs": raw_outputs(tf.io.parse_example(inputs, parse_spec))["prediction"]}
+
+        self.serving_default = serving_default
+        if spec.task == "classification":
+            self.classify = classify
+            self.signature_functions = {SERVING_DEFAULT: serving_default, CLASSIFY: classify}
+        else:
+            self.regress = regress
+            self.signature_functions = {SERVING_DEFAULT: serving_default, REGRESS: regress}
+
+
+def save_saved_model(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
+    """Write the SavedModel with tfstack's signatures into `path` (an existing empty directory)."""
+    module = _ServingModule(spec, class_names)
+    tf.saved_model.save(module, str(path), signatures=dict(module.signature_functions))
+
+
+def serialize_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarray]) -> list[bytes]:
+    """One serialized tf.Example per row of `inputs`, with one feature per FeatureSpec."""
+    return [example.SerializeToString() for example in make_examples(features, inputs)]
+
+
+def make_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarray]) -> list[tf.train.Example]:
+    rows = next(iter(inputs.values())).shape[0]
+    examples = []
+    for i in range(rows):
+        feature_map = {}
+        for f in features:
+            values = np.asarray(inputs[f.name][i]).reshape(-1)
+            if f.dtype == "float32":
+                feature = tf.train.Feature(float_list=tf.train.FloatList(value=values.astype(np.float32).tolist()))
+            elif f.dtype == "int64":
+                feature = tf.train.Feature(int64_list=tf.train.Int64List(value=values.astype(np.int64).tolist()))
+            else:
+                feature = tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[v if isinstance(v, bytes) else str(v).encode() for v in values])
+                )
+            feature_map[f.name] = feature
+        examples.append(tf.train.Example(features=tf.train.Features(feature=feature_map)))
+    return examples
+
+
+def read_signature_summary(path: Path) -> dict[str, Any]:
+    """Signature name -> inputs/outputs (dtype, shape with -1 for unknown) as stored in saved_model.pb.
+
+    Read from the protobuf, not from a loaded model, so it shows exactly what TF Serving sees.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    summary: dict[str, Any] = {}
+    for name, signature in sorted(saved_model.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):
+            continue  # TF's internal __saved_model_init_op
+        summary[name] = {
+            "method_name": signature.method_name,
+            "inputs": {k: _tensor_info(v) for k, v in sorted(signature.inputs.items())},
+            "outputs": {k: _tensor_info(v) for k, v in sorted(signature.outputs.items())},
+        }
+    return summary
+
+
+def _tensor_info(info: Any) -> dict[str, Any]:
+    shape = None if info.tensor_shape.unknown_rank else [int(d.size) for d in info.tensor_shape.dim]
+    return {"dtype": tf.dtypes.as_dtype(info.dtype).name, "shape": shape}

@@ -1,0 +1,98 @@
+"""`assets.extra/` content derived from real samples: TF Serving warmup records and a REST body."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from export._signatures import CLASSIFY, REGRESS, SERVING_DEFAULT, make_examples
+from export._spec import ExportSpec
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+SAMPLE_REQUEST_FILE = "sample_request.json"
+SAMPLE_REQUEST_ROWS = 3
+
+
+def warmup_logs(spec: ExportSpec) -> list[Any]:
+    """PredictionLog records TF Serving replays while loading the version (spec §5).
+
+    A batch of all samples and a single row (the common online case) through serving_default,
+    and one classify/regress request so the tf.Example parsing path is warm too.
+    """
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        input_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+        regression_pb2,
+    )
+
+    logs = []
+    batches = [spec.sample_inputs]
+    if spec.num_samples > 1:
+        batches.append({name: array[:1] for name, array in spec.sample_inputs.items()})
+    for batch in batches:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=spec.model_name, signature_name=SERVING_DEFAULT)
+        )
+        for feature in spec.features:
+            request.inputs[feature.name].CopyFrom(tf.make_tensor_proto(_tensor_value(batch[feature.name])))
+        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+
+    model_input = input_pb2.Input(
+        example_list=input_pb2.ExampleList(examples=make_examples(spec.features, spec.sample_inputs))
+    )
+    if spec.task == "classification":
+        request = classification_pb2.ClassificationRequest(
+            model_spec=model_pb2.ModelSpec(name=spec.model_name, signature_name=CLASSIFY), input=model_input
+        )
+        logs.append(prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog(request=request)))
+    else:
+        request = regression_pb2.RegressionRequest(
+            model_spec=model_pb2.ModelSpec(name=spec.model_name, signature_name=REGRESS), input=model_input
+        )
+        logs.append(prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=request)))
+    return logs
+
+
+def write_warmup(spec: ExportSpec, path: Path) -> int:
+    """Write the warmup TFRecord file at `path`; return the number of records."""
+    logs = warmup_logs(spec)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return len(logs)
+
+
+def sample_request(spec: ExportSpec, rows: int = SAMPLE_REQUEST_ROWS) -> dict[str, Any]:
+    """A TF Serving REST predict body (columnar format) for the first few sample rows."""
+    return {
+        "signature_name": SERVING_DEFAULT,
+        "inputs": {f.name: _json_value(spec.sample_inputs[f.name][:rows]) for f in spec.features},
+    }
+
+
+def _tensor_value(array: np.ndarray) -> np.ndarray:
+    # make_tensor_proto cannot infer a dtype from an object array of bytes.
+    return array.astype(np.bytes_) if array.dtype == object else array
+
+
+def _json_value(array: np.ndarray) -> Any:
+    if array.dtype != object:
+        return array.tolist()
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, list):
+            return [convert(v) for v in value]
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            # TF Serving's REST API carries binary strings as {"b64": ...} (spec §2.6).
+            return {"b64": base64.b64encode(value).decode("ascii")}
+
+    return convert(array.tolist())
