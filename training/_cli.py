@@ -1,0 +1,153 @@
+"""`tfstack train`: train a model, print its test metrics, publish it as a new version."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import click
+
+from training._config import (
+    ACTIVATIONS,
+    BUILTIN_DATASETS,
+    COLOR_MODES,
+    MODELS,
+    OPTIMIZERS,
+    STRATEGIES,
+    TASKS,
+    TrainConfig,
+)
+from training._errors import ConfigError, TrainingError
+
+_DEFAULTS = TrainConfig()
+
+
+def _parse_hidden(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if text.strip() == "" or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(
+            f"--hidden must be comma-separated positive layer sizes, e.g. 64,32. Received: hidden={text!r}"
+        )
+    return tuple(int(p) for p in parts)
+
+
+def _parse_image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    if not 1 <= len(parts) <= 2 or not all(p.strip().isdigit() for p in parts):
+        raise ConfigError(f"--image-size must be N or HxW, e.g. 28 or 32x48. Received: image_size={text!r}")
+    sizes = [int(p) for p in parts]
+    return (sizes[0], sizes[-1])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--dataset", default=None, help=f"Bundled dataset: {', '.join(BUILTIN_DATASETS)}. [default: digits]")
+@click.option("--csv", "csv_path", default=None, help="Train on this CSV file (header row; numeric and string columns).")
+@click.option("--target", default=None, help="The CSV column to predict.")
+@click.option("--image-dir", default=None, help="Train on an image folder with one subfolder per class.")
+@click.option("--image-size", default="28", show_default=True, help="Image folder: resize to N or HxW pixels.")
+@click.option("--color-mode", default=_DEFAULTS.color_mode, show_default=True, help=f"Image folder: {', '.join(COLOR_MODES)}.")
+@click.option("--task", default=_DEFAULTS.task, show_default=True, help=f"{', '.join(TASKS)} (auto: from the target).")
+@click.option("--model", default=_DEFAULTS.model, show_default=True,
+              help=f"{', '.join(MODELS)} (auto: cnn for images, mlp for tables).")
+@click.option("--hidden", default=None, help="Hidden layer sizes, e.g. 64,32 (mlp; cnn: dense head). [default: mlp 64, cnn 128]")
+@click.option("--activation", default=_DEFAULTS.activation, show_default=True, help=f"One of {', '.join(ACTIVATIONS)}.")
+@click.option("--optimizer", default=_DEFAULTS.optimizer, show_default=True, help=f"{', '.join(OPTIMIZERS)}.")
+@click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True)
+@click.option("--momentum", type=float, default=_DEFAULTS.momentum, show_default=True, help="sgd and rmsprop only.")
+@click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Maximum epochs.")
+@click.option("--patience", type=int, default=_DEFAULTS.patience, show_default=True,
+              help="Early stopping: epochs without a better validation loss (best weights are restored).")
+@click.option("--validation-split", type=float, default=_DEFAULTS.validation_split, show_default=True)
+@click.option("--test-split", type=float, default=_DEFAULTS.test_split, show_default=True)
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Same seed, same split and metrics.")
+@click.option("--strategy", default=_DEFAULTS.strategy, show_default=True,
+              help=f"tf.distribute strategy: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
+@click.option("--run-dir", default=None, help="TensorBoard logs and summary. [default: runs/<model-name>-<UTC time>]")
+@click.option("--base-path", default="./models", show_default=True, help="Model repository root.")
+@click.option("--model-name", default=None, help="Name in the repository. [default: the dataset name]")
+@click.option("--version", "version", type=int, default=None, help="Publish as this version (must not exist).")
+@click.option("--no-export", is_flag=True, help="Train and evaluate only; publish nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or tables; print only the published path.")
+def train(
+    dataset, csv_path, target, image_dir, image_size, color_mode, task, model, hidden, activation, optimizer,
+    learning_rate, momentum, batch_size, epochs, patience, validation_split, test_split, seed, strategy,
+    run_dir, base_path, model_name, version, no_export, quiet,
+) -> None:
+    """Train a model and publish it as a new version under --base-path.
+
+    With no options: a CNN on scikit-learn's digits, published as models/digits/<next version>.
+    """
+    from rich.console import Console
+
+    # TensorFlow's C++ INFO lines would bury the progress bar; users can still override this.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    out = Console()
+    try:
+        config = TrainConfig(
+            dataset=dataset, csv_path=csv_path, target=target, image_dir=image_dir,
+            image_size=_parse_image_size(image_size), color_mode=color_mode, task=task, model=model,
+            hidden=_parse_hidden(hidden), activation=activation, optimizer=optimizer,
+            learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, epochs=epochs,
+            patience=patience, validation_split=validation_split, test_split=test_split, seed=seed,
+            strategy=strategy, run_dir=run_dir, model_name=model_name,
+        )
+        if version is not None and version < 1:
+            raise ConfigError(f"--version must be >= 1. Received: version={version}")
+        if not no_export:
+            _check_repository(config, base_path, version)
+        from training._metrics import metrics_tables
+        from training._train import train as run_training
+
+        started = time.monotonic()
+        result = run_training(config, progress=not quiet, console=Console(stderr=True))
+        elapsed = time.monotonic() - started
+    except TrainingError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    if not quiet:
+        out.print(
+            f"Trained {result.config.model} on {result.dataset.name} in {elapsed:.1f}s "
+            f"({result.metrics['epochs_trained']} epochs); metrics on the held-out test split:",
+            soft_wrap=True,
+        )
+        for table in metrics_tables(result.metrics, title="Test metrics"):
+            out.print(table)
+        out.print(f"TensorBoard logs: {result.run_dir / 'logs'}")
+    if no_export:
+        return
+    import export
+
+    try:
+        published = export.publish(result.export_spec(), base_path, version=version)
+    except export.ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if quiet:
+        click.echo(str(published.path))
+    else:
+        out.print(f"Published {published.model_name} version {published.version}: {published.path}", soft_wrap=True)
+
+
+def _check_repository(config: TrainConfig, base_path: str, version: int | None) -> None:
+    """Fail before training, not after, on a base path that is a file or a version that exists."""
+    from training._datasets import dataset_name
+
+    if Path(base_path).is_file():
+        raise ConfigError(f"--base-path must be a directory, but it is a file. Received: base_path={base_path!r}")
+    if version is None:
+        return
+    import export
+
+    model_name = config.model_name or dataset_name(config)
+    try:
+        existing = export.ModelRepository(base_path).versions(model_name)
+    except export.ExportError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if version in existing:
+        raise ConfigError(
+            f"Version {version} of model {model_name!r} already exists under {base_path}; "
+            f"choose another --version or omit it. Received: version={version}"
+        )
