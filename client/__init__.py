@@ -1,1 +1,58 @@
-"""Placeholder; filled in by its issue."""
+"""tfstack's client for TF-Serving-compatible servers, over REST or gRPC, without TensorFlow.
+
+    from client import ServingClient
+
+    with ServingClient.grpc("localhost:8500") as c:          # or ServingClient.rest("http://localhost:8501")
+        c.wait_until_available("half_plus_two")
+        c.predict("half_plus_two", {"x": [1.0, 2.0]})        # {"y": array([2.5, 3.], dtype=float32)}
+
+`AsyncServingClient` has the same constructors and methods for asyncio. Every failure is a
+`ServingError` with a normalised `code` that does not depend on the protocol.
+Importing this package loads numpy only; httpx, grpc and protobuf load with the first client.
+"""
+
+from client._client import AsyncServingClient, ServingClient
+from client._errors import (
+    BadResponseError,
+    InternalServerError,
+    InvalidInputError,
+    ModelNotFoundError,
+    RequestTimeoutError,
+    ServerUnavailableError,
+    ServingError,
+    VersionLabelNotFoundError,
+)
+from client._options import RetryPolicy, TlsConfig
+from client._results import (
+    Classification,
+    ClassifyResult,
+    ModelMetadata,
+    ModelStatus,
+    RegressResult,
+    SignatureInfo,
+    TensorInfo,
+    VersionStatus,
+)
+
+__all__ = [
+    "AsyncServingClient",
+    "BadResponseError",
+    "Classification",
+    "ClassifyResult",
+    "InternalServerError",
+    "InvalidInputError",
+    "ModelMetadata",
+    "ModelNotFoundError",
+    "ModelStatus",
+    "RegressResult",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "ServerUnavailableError",
+    "ServingClient",
+    "ServingError",
+    "SignatureInfo",
+    "TensorInfo",
+    "TlsConfig",
+    "VersionLabelNotFoundError",
+    "VersionStatus",
+]

@@ -1,1 +1,1 @@
-"""Placeholder; filled in by its issue."""
+"""tfstack's own compiled copy of the TF Serving wire messages (see tfstack_serving.proto)."""
