@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ def classification_metrics(
     `labels` are class indices, `probabilities` is [N, C]. ROC-AUC is binary for two classes and
     one-vs-rest macro otherwise; it is None when the test split lacks a class (undefined).
     """
+    from sklearn import exceptions as skm_exceptions
     from sklearn import metrics as skm
 
     labels = np.asarray(labels)
@@ -27,13 +29,18 @@ def classification_metrics(
     )
     roc_auc: float | None
     try:
-        if len(classes) == 2:
-            roc_auc = float(skm.roc_auc_score(labels, probabilities[:, 1]))
-        else:
-            # Renormalise: float32 softmax rows can sum to 1 +- 1e-7, which roc_auc_score rejects.
-            scores = probabilities / probabilities.sum(axis=1, keepdims=True)
-            roc_auc = float(skm.roc_auc_score(labels, scores, multi_class="ovr", average="macro", labels=classes))
+        with warnings.catch_warnings():
+            # A class absent from the test split makes AUC undefined: we report None, not a warning.
+            warnings.simplefilter("ignore", skm_exceptions.UndefinedMetricWarning)
+            if len(classes) == 2:
+                roc_auc = float(skm.roc_auc_score(labels, probabilities[:, 1]))
+            else:
+                # Renormalise: float32 softmax rows can sum to 1 +- 1e-7, which roc_auc_score rejects.
+                scores = probabilities / probabilities.sum(axis=1, keepdims=True)
+                roc_auc = float(skm.roc_auc_score(labels, scores, multi_class="ovr", average="macro", labels=classes))
     except ValueError:
+        roc_auc = None
+    if roc_auc is not None and not math.isfinite(roc_auc):
         roc_auc = None
     metrics: dict[str, Any] = {
         "accuracy": float(skm.accuracy_score(labels, predicted)),

@@ -1,0 +1,57 @@
+"""`tfstack train` bad input: one clear line, non-zero exit, no traceback, and no training started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from training._cli import train
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(train, args)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--dataset", "mnist"], "`dataset` must be one of digits, iris, wine, breast_cancer, diabetes. Received: dataset='mnist'"),
+        (["--csv", "{tmp}/nope.csv", "--target", "y"], "CSV file not found or not a file. Received: csv_path="),
+        (["--csv", "{csv}", "--target", "salary"], "Target column 'salary' is not in"),
+        (["--csv", "{csv}", "--target", "label", "--task", "regression"],
+         "A regression target must be numeric, but column 'label' contains"),
+        (["--csv", "{csv}"], "needs the name of its target column (--target)"),
+        (["--dataset", "iris", "--model", "cnn"], "A cnn needs image data"),
+        (["--hidden", "64,abc"], "--hidden must be comma-separated positive layer sizes, e.g. 64,32. Received: hidden='64,abc'"),
+        (["--hidden", "0"], "Received: hidden='0'"),
+        (["--image-size", "big"], "Received: image_size='big'"),
+        (["--optimizer", "lbfgs"], "Received: optimizer='lbfgs'"),
+        (["--epochs", "0"], "Received: epochs=0"),
+        (["--version", "0"], "--version must be >= 1. Received: version=0"),
+        (["--base-path", "{file}"], "--base-path must be a directory, but it is a file"),
+        (["--dataset", "iris", "--csv", "{csv}", "--target", "label"], "Use one data source"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path: Path, people_csv: Path, args: list[str], expected: str) -> None:
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    args = [a.format(tmp=tmp_path, csv=people_csv, file=file) for a in args]
+    result = _run([*args, "--run-dir", str(tmp_path / "run"), "--base-path", str(tmp_path / "models")]
+                  if "--base-path" not in args else [*args, "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert expected in lines[0]
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists(), "training must not start on bad input"
+
+
+def test_existing_version_is_refused_before_training(tmp_path: Path) -> None:
+    (tmp_path / "models" / "iris" / "3").mkdir(parents=True)
+    result = _run(["--dataset", "iris", "--version", "3", "--base-path", str(tmp_path / "models"),
+                   "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "Version 3 of model 'iris' already exists" in result.output
+    assert not (tmp_path / "run").exists()
