@@ -1,0 +1,327 @@
+"""The gRPC front end: TF Serving's PredictionService and ModelService on grpc.aio (spec §3).
+
+Only wire conversion lives here; rules and texts come from ServerCore. StatusErrors are
+mapped to gRPC status in one place (`_rpc`), with TF Serving's 1024-character truncation.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from serving._core import DEFAULT_SIGNATURE, InferenceTask, Servable, ServerCore
+from serving._errors import Code, StatusError
+
+logger = logging.getLogger("tfstack.serving")
+
+_MAX_MESSAGE = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX), no flag
+_MAX_ERROR = 1024
+
+
+def _truncate(message: str) -> str:
+    # grpc_status_util.cc: long messages are cut so they fit in trailers.
+    return message if len(message) <= _MAX_ERROR else message[:_MAX_ERROR] + "...TRUNCATED"
+
+
+def _rpc(method):
+    """Turn StatusError (and any bug) into the gRPC status TF Serving would send."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except StatusError as exc:
+            await context.abort(grpc.StatusCode[exc.code.name], _truncate(exc.message))
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            logger.exception("Unexpected error in %s", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, _truncate(f"{type(exc).__name__}: {exc}"))
+
+    return wrapper
+
+
+def _timeout(context: grpc.aio.ServicerContext) -> float | None:
+    return context.time_remaining()
+
+
+def _resolve(core: ServerCore, request) -> Servable:
+    if not request.HasField("model_spec"):
+        raise StatusError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
+    return _resolve_spec(core, request.model_spec)
+
+
+def _resolve_spec(core: ServerCore, spec) -> Servable:
+    choice = spec.WhichOneof("version_choice")
+    if choice == "version":
+        return core.resolve(spec.name, version=spec.version.value)
+    if choice == "version_label":
+        return core.resolve(spec.name, label=spec.version_label)
+    return core.resolve(spec.name)
+
+
+def _fill_spec(target, name: str, servable: Servable, signature_name: str | None) -> None:
+    target.name = name
+    target.version.value = servable.version
+    if signature_name is not None:
+        target.signature_name = signature_name or DEFAULT_SIGNATURE
+
+
+# ------------------------------------------------------------------ tensors
+
+
+def tensor_proto_to_ndarray(alias: str, proto) -> np.ndarray:
+    """A request TensorProto as a numpy array (`tensor parsing error: alias` when malformed)."""
+    import tensorflow as tf
+
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as exc:
+        raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}") from exc
+
+
+_FIELD_FOR_KIND = {"f": "float_val", "d": "double_val"}
+
+
+def ndarray_to_tensor_proto(array: np.ndarray, *, tensor_content: bool = False):
+    """An output as TF Serving sends it: typed repeated fields (default) or tensor_content."""
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
+
+    array = np.asarray(array)
+    if array.dtype.kind in ("O", "S", "U"):
+        proto = tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum)
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1))
+        proto.tensor_shape.dim.extend(_dims(array.shape))
+        return proto
+    if tensor_content:
+        return tf.make_tensor_proto(array)
+    dtype = tf.as_dtype(array.dtype)
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum)
+    proto.tensor_shape.dim.extend(_dims(array.shape))
+    flat = array.reshape(-1)
+    if dtype == tf.float32:
+        proto.float_val.extend(flat.tolist())
+    elif dtype == tf.float64:
+        proto.double_val.extend(flat.tolist())
+    elif dtype in (tf.int32, tf.int16, tf.int8, tf.uint8, tf.uint16):
+        proto.int_val.extend(flat.tolist())
+    elif dtype == tf.int64:
+        proto.int64_val.extend(flat.tolist())
+    elif dtype == tf.uint32:
+        proto.uint32_val.extend(flat.tolist())
+    elif dtype == tf.uint64:
+        proto.uint64_val.extend(flat.tolist())
+    elif dtype == tf.bool:
+        proto.bool_val.extend(flat.tolist())
+    elif dtype == tf.float16:
+        proto.half_val.extend(flat.view(np.uint16).tolist())
+    elif dtype in (tf.complex64,):
+        proto.scomplex_val.extend(np.stack([flat.real, flat.imag], -1).reshape(-1).tolist())
+    elif dtype in (tf.complex128,):
+        proto.dcomplex_val.extend(np.stack([flat.real, flat.imag], -1).reshape(-1).tolist())
+    else:
+        return tf.make_tensor_proto(array)
+    return proto
+
+
+def _dims(shape: Sequence[int]):
+    from tensorflow.core.framework import tensor_shape_pb2
+
+    return [tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in shape]
+
+
+def _examples(request) -> tuple[list[bytes], bytes]:
+    kind = request.input.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in request.input.example_list.examples], b""
+    if kind == "example_list_with_context":
+        group = request.input.example_list_with_context
+        return [e.SerializeToString() for e in group.examples], group.context.SerializeToString()
+    return [], b""
+
+
+def _fill_classifications(result, classifications) -> None:
+    for row in classifications:
+        target = result.classifications.add()
+        for label, score in row:
+            target.classes.add(label=label, score=score)
+
+
+# ------------------------------------------------------------------ services
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """tensorflow.serving.PredictionService over a ServerCore."""
+
+    def __init__(self, core: ServerCore, *, tensor_content: bool = False) -> None:
+        self._core = core
+        self._tensor_content = tensor_content
+
+    @_rpc
+    async def Predict(self, request, context):
+        servable = _resolve(self._core, request)
+        inputs = {alias: tensor_proto_to_ndarray(alias, proto) for alias, proto in request.inputs.items()}
+        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        outputs = await self._core.predict(servable, signature, inputs, list(request.output_filter), timeout=_timeout(context))
+        response = predict_pb2.PredictResponse()
+        _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
+        for alias, array in outputs.items():
+            response.outputs[alias].CopyFrom(ndarray_to_tensor_proto(array, tensor_content=self._tensor_content))
+        return response
+
+    @_rpc
+    async def Classify(self, request, context):
+        servable = _resolve(self._core, request)
+        examples, context_bytes = _examples(request)
+        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        result = await self._core.classify(servable, signature, examples, timeout=_timeout(context), context=context_bytes)
+        response = classification_pb2.ClassificationResponse()
+        _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
+        _fill_classifications(response.result, result)
+        return response
+
+    @_rpc
+    async def Regress(self, request, context):
+        servable = _resolve(self._core, request)
+        examples, context_bytes = _examples(request)
+        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
+        result = await self._core.regress(servable, signature, examples, timeout=_timeout(context), context=context_bytes)
+        response = regression_pb2.RegressionResponse()
+        _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
+        response.result.regressions.extend(regression_pb2.Regression(value=v) for v in result)
+        return response
+
+    @_rpc
+    async def MultiInference(self, request, context):
+        if not request.tasks:
+            raise StatusError(Code.INVALID_ARGUMENT, "MultiInferenceRequest must have at least one task")
+        servable = _resolve_spec(self._core, request.tasks[0].model_spec)
+        tasks = [
+            InferenceTask(model_name=t.model_spec.name, signature_name=t.model_spec.signature_name, method_name=t.method_name)
+            for t in request.tasks
+        ]
+        examples, context_bytes = _examples(request)
+        results = await self._core.multi_inference(
+            servable, tasks, examples, timeout=_timeout(context), context=context_bytes
+        )
+        response = inference_pb2.MultiInferenceResponse()
+        for task, result in zip(request.tasks, results):
+            target = response.results.add()
+            _fill_spec(target.model_spec, task.model_spec.name, servable, task.model_spec.signature_name)
+            if task.method_name == "tensorflow/serving/classify":
+                _fill_classifications(target.classification_result, result)
+            else:
+                target.regression_result.regressions.extend(regression_pb2.Regression(value=v) for v in result)
+        return response
+
+    @_rpc
+    async def GetModelMetadata(self, request, context):
+        if not request.HasField("model_spec"):
+            raise StatusError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
+        fields = sorted(set(request.metadata_field))
+        if not fields:
+            raise StatusError(Code.INVALID_ARGUMENT, "GetModelMetadataRequest must specify at least one metadata_field")
+        for field in fields:
+            if field != "signature_def":
+                raise StatusError(Code.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+        servable = _resolve(self._core, request)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _fill_spec(response.model_spec, request.model_spec.name, servable, None)
+        response.metadata["signature_def"].Pack(servable.signature_def_map())
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """tensorflow.serving.ModelService: version status and config reload."""
+
+    def __init__(self, core: ServerCore, manager) -> None:
+        self._core = core
+        self._manager = manager
+
+    @_rpc
+    async def GetModelStatus(self, request, context):
+        if not request.HasField("model_spec"):
+            raise StatusError(Code.INVALID_ARGUMENT, "Missing ModelSpec")
+        spec = request.model_spec
+        # Labels are ignored here, as in TF Serving (spec §1.4 quirk).
+        version = spec.version.value if spec.WhichOneof("version_choice") == "version" else None
+        rows = self._core.model_status(spec.name, version)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for row in rows:
+            entry = response.model_version_status.add(version=row.version, state=int(row.state))
+            entry.status.error_code = int(row.error_code)
+            entry.status.error_message = row.error_message
+        return response
+
+    @_rpc
+    async def HandleReloadConfigRequest(self, request, context):
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise StatusError(
+                Code.INVALID_ARGUMENT,
+                "ServerModelConfig type not supported by HandleReloadConfigRequest. Only ModelConfigList is currently supported",
+            )
+        if self._manager is None:
+            raise StatusError(Code.UNIMPLEMENTED, "This server has no model manager to reload.")
+        await self._manager.apply_config(request.config)
+        response = model_management_pb2.ReloadConfigResponse()
+        response.status.error_code = 0
+        return response
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """`--grpc_channel_arguments=k=v,k2=v2` as gRPC options (int when parseable, else str)."""
+    options: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--grpc_channel_arguments expects k=v pairs separated by commas. Received: {item!r}")
+        try:
+            options.append((key, int(value)))
+        except ValueError:
+            options.append((key, value))
+    return options
+
+
+async def build_grpc_server(
+    core: ServerCore,
+    manager=None,
+    *,
+    tensor_content: bool = False,
+    channel_arguments: Sequence[tuple[str, int | str]] = (),
+) -> grpc.aio.Server:
+    """A grpc.aio server with PredictionService, ModelService and grpc.health.v1 (not started)."""
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    options = [
+        ("grpc.max_send_message_length", _MAX_MESSAGE),
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ("grpc.so_reuseport", 0),
+        *channel_arguments,
+    ]
+    server = grpc.aio.server(options=options)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(core, tensor_content=tensor_content), server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, manager), server)
+    health_servicer = health.aio.HealthServicer()
+    for service in ("", "ModelService", "PredictionService"):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    server.health_servicer = health_servicer  # type: ignore[attr-defined]  # for graceful shutdown
+    return server

@@ -1,0 +1,390 @@
+"""The model lifecycle as TF Serving runs it: discovery, version policies, loads, unloads, labels.
+
+One `ModelManager` drives one `ServerCore`'s state table (spec §4):
+- version discovery (§4.2): numeric children of each base_path, polled every
+  --file_system_poll_wait_seconds (0 = once, < 0 = never); a missing base path aborts the
+  whole poll, as in TF Serving;
+- policies latest{N} / all / specific (§4.3);
+- availability-preserving transitions (§4.4): a new version loads before an old one unloads,
+  and the only available version is never dropped for a version that failed;
+- load retries (--max_num_load_retries every --load_retry_interval_micros), then END with
+  the error; a failed version is not retried while it stays aspired;
+- labels (§4.5) checked before the config's models load;
+- config reload with replace semantics (§4.6).
+Every state change is logged on one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from serving._core import ServerCore, State, load_servable
+from serving._errors import Code, StatusError
+from serving._model_config import read_model_config_file, validate_model_config, version_policy
+
+if TYPE_CHECKING:
+    from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
+
+logger = logging.getLogger("tfstack.serving")
+
+_VERSION_NAME = re.compile(r"^\s*[+-]?\d+\s*$")  # absl::SimpleAtoi: sign and surrounding space allowed
+_INT64_MAX = 2**63 - 1
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ManagerOptions:
+    """The lifecycle settings `tfstack serve` takes from its flags."""
+
+    file_system_poll_wait_seconds: float = 1
+    max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60_000_000
+    saved_model_tags: tuple[str, ...] = ("serve",)
+    allow_version_labels_for_unavailable_models: bool = False
+    load_threads: int = 2
+
+
+def _servable_id(name: str, version: int) -> str:
+    return f"{{name: {name} version: {version}}}"
+
+
+def discover_versions(model_name: str, base_path: str) -> dict[int, str]:
+    """The version directories under `base_path`: every child whose name parses as an int64.
+
+    Raises:
+        StatusError: NOT_FOUND when the base path does not exist (TF Serving's text).
+    """
+    try:
+        children = sorted(os.listdir(base_path))
+    except OSError as exc:
+        raise StatusError(
+            Code.NOT_FOUND,
+            f"Could not find base path {base_path} for servable {model_name} with error "
+            f"NOT_FOUND: {base_path} not found",
+        ) from exc
+    versions: dict[int, str] = {}
+    for child in children:
+        if not _VERSION_NAME.match(child):
+            continue
+        number = int(child.strip())
+        if abs(number) > _INT64_MAX:
+            continue
+        if number in versions:
+            logger.warning(
+                "Duplicate version directories detected. Version %d will be loaded from %s, %s will be ignored.",
+                number, versions[number], os.path.join(base_path, child),
+            )
+            continue
+        versions[number] = os.path.join(base_path, child)
+    return versions
+
+
+def aspired_versions(entry: ModelConfig, found: dict[int, str]) -> dict[int, str]:
+    """Apply the entry's version policy to the discovered versions (spec §4.3)."""
+    kind, arg = version_policy(entry)
+    if kind == "all":
+        return dict(found)
+    if kind == "specific":
+        if not arg:
+            logger.warning("No specific versions requested for servable %s.", entry.name)
+        chosen = {}
+        for version in arg:
+            if version in found:
+                chosen[version] = found[version]
+            else:
+                logger.warning(
+                    "Version %d of servable %s, which was requested to be served as a 'specific' version in the "
+                    "servable's version policy, was not found in the file system",
+                    version, entry.name,
+                )
+        return chosen
+    (num_versions,) = arg
+    return {v: found[v] for v in sorted(found, reverse=True)[:num_versions]}
+
+
+@dataclasses.dataclass
+class _Managed:
+    entry: ModelConfig
+    aspired: dict[int, str] | None = None  # None until the first successful poll
+    failed: set[int] = dataclasses.field(default_factory=set)
+    loading: dict[int, asyncio.Task] = dataclasses.field(default_factory=dict)
+    warned_empty: bool = False
+
+
+class ModelManager:
+    """Keeps a ServerCore's versions in line with a ModelServerConfig and the file system."""
+
+    def __init__(self, core: ServerCore, options: ManagerOptions | None = None) -> None:
+        self._core = core
+        self._options = options or ManagerOptions()
+        self._config: ModelServerConfig | None = None
+        self._models: dict[str, _Managed] = {}
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._tasks: list[asyncio.Task] = []
+        self._load_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, self._options.load_threads), thread_name_prefix="tfstack-load"
+        )
+
+    @property
+    def config(self) -> ModelServerConfig | None:
+        """The config currently in force."""
+        return self._config
+
+    # ------------------------------------------------------------------ config
+
+    async def apply_config(self, config: ModelServerConfig, *, word: str = "model") -> None:
+        """Replace the served models with `config` and wait until its new models are loaded.
+
+        Models left out are unloaded (without waiting). `word` is "servable" at startup and
+        "model" for reloads, matching TF Serving's two messages.
+
+        Raises:
+            StatusError: validation errors (§4.1), FAILED_PRECONDITION for labels (§4.5), or
+                UNKNOWN `N model(s) did not become available: ...` when new versions failed.
+        """
+        async with self._lock:
+            entries = validate_model_config(config, previous=self._config)
+            self._check_labels(entries)
+            self._config = config
+            new_names = [e.name for e in entries if e.name not in self._models]
+            wanted = {e.name for e in entries}
+            for name in list(self._models):
+                if name not in wanted:
+                    logger.info("Removing model %s (not in the new config); its versions will be unloaded.", name)
+                    self._models[name].entry = None  # type: ignore[assignment]
+                    self._models[name].aspired = {}
+            for entry in entries:
+                managed = self._models.get(entry.name)
+                if managed is None or managed.entry is None:
+                    self._models[entry.name] = managed = _Managed(entry=entry) if managed is None else managed
+                    managed.entry = entry
+                    managed.aspired = None
+                else:
+                    managed.entry = entry
+                self._core.set_labels(entry.name, dict(entry.version_labels))
+            for name in list(self._models):
+                if name not in wanted:
+                    self._core.set_labels(name, {})
+                    self._reconcile(name)
+                    if not self._models[name].loading:
+                        del self._models[name]
+            if self._options.file_system_poll_wait_seconds >= 0:
+                self._poll_locked()
+        await self._wait_available(new_names, word)
+
+    def _check_labels(self, entries) -> None:
+        for entry in entries:
+            current = self._core.labels(entry.name)
+            states = self._core.version_states(entry.name)
+            for label, version in entry.version_labels.items():
+                if states.get(version) is State.AVAILABLE:
+                    continue
+                if self._options.allow_version_labels_for_unavailable_models and current.get(label, version) == version:
+                    continue
+                raise StatusError(
+                    Code.FAILED_PRECONDITION,
+                    f"Request to assign label to version {version} of model {entry.name}, which is not currently "
+                    "available for inference",
+                )
+
+    async def _wait_available(self, names: list[str], word: str) -> None:
+        def settled(name: str) -> bool:
+            managed = self._models.get(name)
+            if managed is None or managed.entry is None:
+                return True
+            if not managed.aspired:  # no versions on disk yet: TF Serving waits
+                return False
+            states = self._core.version_states(name)
+            return all(states.get(v) is State.AVAILABLE or v in managed.failed for v in managed.aspired)
+
+        async with self._changed:
+            await self._changed.wait_for(lambda: all(settled(n) for n in names))
+        errors = []
+        for name in names:
+            managed = self._models.get(name)
+            if managed is None or not managed.aspired:
+                continue
+            for version in sorted(managed.failed & set(managed.aspired)):
+                status = next(s for s in self._core.model_status(name, version))
+                errors.append(f"{_servable_id(name, version)} due to error: {status.error_code.name}: {status.error_message}}}, ")
+        if errors:
+            raise StatusError(Code.UNKNOWN, f"{len(errors)} {word}(s) did not become available: {{{''.join(errors)}}}")
+
+    # ------------------------------------------------------------------ discovery
+
+    async def poll(self) -> None:
+        """One file-system poll over every configured model (spec §4.2)."""
+        async with self._lock:
+            self._poll_locked()
+
+    def _poll_locked(self) -> None:
+        found: dict[str, dict[int, str]] = {}
+        for name, managed in self._models.items():
+            if managed.entry is None:
+                continue
+            try:
+                found[name] = discover_versions(name, managed.entry.base_path)
+            except StatusError as exc:
+                # TF Serving aborts the whole poll: no model's versions change this round.
+                logger.error("FileSystemStoragePathSource encountered a filesystem access error: %s", exc.message)
+                return
+        for name, versions in found.items():
+            managed = self._models[name]
+            if not versions:
+                if not managed.warned_empty:
+                    logger.warning(
+                        "No versions of servable %s found under base path %s. Did you forget to name your leaf "
+                        "directory as a number (eg. '/1/')?",
+                        name, managed.entry.base_path,
+                    )
+                managed.warned_empty = True
+            else:
+                managed.warned_empty = False
+            managed.aspired = aspired_versions(managed.entry, versions)
+            managed.failed &= set(managed.aspired)  # a failure is forgotten once its version leaves
+            self._reconcile(name)
+
+    def _reconcile(self, name: str) -> None:
+        """Start loads of new aspired versions and unload what the availability rule allows."""
+        managed = self._models.get(name)
+        if managed is None:
+            return
+        aspired = managed.aspired or {}
+        states = self._core.version_states(name)
+        for version in sorted(aspired, reverse=True):
+            if version in managed.failed or version in managed.loading:
+                continue
+            if states.get(version) in (State.AVAILABLE, State.LOADING):
+                continue
+            managed.loading[version] = asyncio.get_running_loop().create_task(
+                self._load(name, version, aspired[version]), name=f"load {name}/{version}"
+            )
+        # AvailabilityPreservingPolicy: unload un-aspired AVAILABLE versions only while doing so
+        # cannot leave the model with nothing to serve.
+        while True:
+            states = self._core.version_states(name)
+            unaspired = sorted(v for v, s in states.items() if s is State.AVAILABLE and v not in aspired)
+            if not unaspired:
+                break
+            any_aspired_ready = any(states.get(v) is State.AVAILABLE for v in aspired)
+            if not aspired or any_aspired_ready or len(unaspired) > 1:
+                self._unload(name, unaspired[0])
+            else:
+                break
+        self._notify()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._changed:
+                self._changed.notify_all()
+
+        asyncio.get_running_loop().create_task(notify())
+
+    # ------------------------------------------------------------------ load / unload
+
+    async def _load(self, name: str, version: int, path: str) -> None:
+        sid = _servable_id(name, version)
+        self._core.set_version_state(name, version, State.LOADING)
+        logger.info("Loading servable version %s from %s", sid, path)
+        attempts = 1 + max(0, self._options.max_num_load_retries)
+        loop = asyncio.get_running_loop()
+        error: StatusError | None = None
+        try:
+            for attempt in range(attempts):
+                if attempt:
+                    logger.info("Retrying load on servable version %s retry: %d", sid, attempt)
+                try:
+                    servable = await loop.run_in_executor(
+                        self._load_executor,
+                        lambda: load_servable(name, version, Path(path), tags=self._options.saved_model_tags),
+                    )
+                except StatusError as exc:
+                    error = exc
+                except Exception as exc:  # a loader bug must not kill the manager; report it on the version
+                    error = StatusError(Code.UNKNOWN, f"{type(exc).__name__}: {exc}")
+                else:
+                    self._core.set_version_state(name, version, State.AVAILABLE, servable=servable)
+                    logger.info("Successfully loaded servable version %s", sid)
+                    return
+                managed = self._models.get(name)
+                still_aspired = managed is not None and version in (managed.aspired or {})
+                logger.error("Loading servable version %s failed: %s", sid, error)
+                if attempt + 1 < attempts and still_aspired:
+                    await asyncio.sleep(self._options.load_retry_interval_micros / 1e6)
+                else:
+                    break
+            assert error is not None
+            self._core.set_version_state(name, version, State.END, error=error)
+            logger.error("Servable version %s did not become available and is END: %s", sid, error)
+            managed = self._models.get(name)
+            if managed is not None:
+                managed.failed.add(version)
+        finally:
+            managed = self._models.get(name)
+            if managed is not None:
+                managed.loading.pop(version, None)
+                self._reconcile(name)
+                if managed.entry is None and not managed.loading:
+                    self._models.pop(name, None)
+            else:
+                self._notify()
+
+    def _unload(self, name: str, version: int) -> None:
+        sid = _servable_id(name, version)
+        logger.info("Unloading servable version %s", sid)
+        self._core.set_version_state(name, version, State.UNLOADING)
+        # Requests that already hold the servable keep it alive until they finish.
+        self._core.set_version_state(name, version, State.END)
+        logger.info("Done unloading servable version %s", sid)
+
+    # ------------------------------------------------------------------ background work
+
+    def start(self, *, config_file: str = "", config_poll_seconds: float = 0) -> None:
+        """Start file-system polling and, if asked, config-file polling (call after startup)."""
+        period = self._options.file_system_poll_wait_seconds
+        if period > 0:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._poll_forever(period)))
+        if config_file and config_poll_seconds > 0:
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(self._watch_config(config_file, config_poll_seconds))
+            )
+
+    async def _poll_forever(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.poll()
+            except Exception:  # keep polling; one bad round must not stop version discovery
+                logger.exception("File system poll failed")
+
+    async def _watch_config(self, path: str, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                config = read_model_config_file(path)
+            except StatusError as exc:
+                logger.error("Failed to read ModelServerConfig file: %s", exc)
+                continue
+            if self._config is not None and config == self._config:
+                continue
+            try:
+                await self.apply_config(config)
+                logger.info("Reloaded model config from %s", path)
+            except StatusError as exc:
+                logger.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
+
+    async def close(self) -> None:
+        """Stop background polling and pending loads."""
+        tasks = self._tasks + [t for m in self._models.values() for t in m.loading.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._load_executor.shutdown(wait=False, cancel_futures=True)

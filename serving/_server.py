@@ -1,0 +1,231 @@
+"""Server startup and shutdown, in TF Serving's order (spec §4.7).
+
+1. parse and validate the config; 2. load every configured model and wait (no port is open
+until then); 3. start gRPC; 4. start REST; 5. poll the file system (and the config file).
+SIGTERM/SIGINT stop accepting, let in-flight requests finish (bounded), and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from serving._core import ServerCore
+from serving._errors import Code, StatusError
+from serving._flags import USAGE, FlagError, ServerOptions, parse_flags
+from serving._manager import ManagerOptions, ModelManager
+from serving._model_config import read_model_config_file, single_model_config
+
+logger = logging.getLogger("tfstack.serving")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+EXIT_FAILURE = 255  # TF Serving returns -1 from main
+
+
+def _startup_failure(error: StatusError | str) -> int:
+    text = str(error)
+    print(f"Failed to start server. Error: {text}", flush=True)
+    logger.error("Failed to start server. Error: %s", text)
+    return EXIT_FAILURE
+
+
+def _check_options(options: ServerOptions) -> None:
+    if options.port == 0 and not options.grpc_socket_path:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            "At least one of server_options.grpc_port or server_options.grpc_socket_path must be set.",
+        )
+    if options.rest_api_port and options.rest_api_port == options.port:
+        raise StatusError(Code.INVALID_ARGUMENT, "server_options.http_port cannot be the same as grpc_port. Please use a different port for HTTP/REST API. Skipped exporting HTTP/REST API.")
+    if options.batching_parameters_file and not options.enable_batching:
+        raise StatusError(
+            Code.FAILED_PRECONDITION,
+            "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.",
+        )
+    if not options.model_config_file and not options.model_base_path:
+        raise StatusError(
+            Code.INVALID_ARGUMENT, "Both server_options.model_base_path and server_options.model_config_file are empty!"
+        )
+
+
+def _initial_config(options: ServerOptions):
+    if options.model_config_file:
+        config = read_model_config_file(options.model_config_file)
+        if config.WhichOneof("config") == "custom_model_config":
+            raise StatusError(Code.INVALID_ARGUMENT, "ModelServer does not yet support custom model config.")
+        return config
+    return single_model_config(options.model_name, options.model_base_path)
+
+
+async def _start_rest(core: ServerCore, options: ServerOptions):
+    try:
+        from serving import _rest
+    except ImportError as exc:
+        raise StatusError(
+            Code.UNIMPLEMENTED,
+            f"--rest_api_port={options.rest_api_port} was given but the REST front end (serving._rest) "
+            f"cannot be imported: {exc}",
+        ) from exc
+    from aiohttp import web
+
+    app = _rest.build_rest_app(core, timeout=options.rest_timeout)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.rest_api_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await site.start()
+    return runner
+
+
+async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = None) -> int:
+    """Run until `stop` is set (or SIGTERM/SIGINT); returns the process exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        _check_options(options)
+        config = _initial_config(options)
+    except StatusError as exc:
+        return _startup_failure(exc)
+
+    core = ServerCore(inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads))
+    manager = ModelManager(
+        core,
+        ManagerOptions(
+            file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
+            max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_micros=options.load_retry_interval_micros,
+            saved_model_tags=options.tags,
+            allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
+            load_threads=max(2, options.num_load_threads),
+        ),
+    )
+    grpc_server = None
+    rest_runner = None
+    try:
+        loading = asyncio.ensure_future(manager.apply_config(config, word="servable"))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not loading.done():
+            logger.info("Stopped while loading the initial models.")
+            loading.cancel()
+            return 0
+        stopping.cancel()
+        try:
+            loading.result()
+        except StatusError as exc:
+            return _startup_failure(exc)
+
+        from serving._grpc import build_grpc_server, parse_channel_arguments
+
+        try:
+            channel_arguments = parse_channel_arguments(options.grpc_channel_arguments)
+        except ValueError as exc:
+            return _startup_failure(StatusError(Code.INVALID_ARGUMENT, str(exc)))
+        grpc_server = await build_grpc_server(
+            core,
+            manager,
+            tensor_content=options.enable_serialization_as_tensor_content,
+            channel_arguments=channel_arguments,
+        )
+        try:
+            if options.port:
+                grpc_server.add_insecure_port(f"{options.host}:{options.port}")
+            if options.grpc_socket_path:
+                grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
+        except RuntimeError as exc:
+            return _startup_failure(StatusError(Code.UNAVAILABLE, f"Failed to bind gRPC port {options.port}: {exc}"))
+        await grpc_server.start()
+        if options.port:
+            logger.info("Running gRPC ModelServer at %s:%d ...", options.host, options.port)
+        if options.grpc_socket_path:
+            logger.info("Running gRPC ModelServer at UNIX socket %s ...", options.grpc_socket_path)
+
+        if options.rest_api_port:
+            try:
+                rest_runner = await _start_rest(core, options)
+            except StatusError as exc:
+                return _startup_failure(exc)
+            except OSError as exc:
+                return _startup_failure(StatusError(Code.UNAVAILABLE, f"Failed to bind REST port {options.rest_api_port}: {exc}"))
+            logger.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
+
+        manager.start(config_file=options.model_config_file, config_poll_seconds=options.model_config_file_poll_wait_seconds)
+        await stop.wait()
+        logger.info("Received shutdown signal; finishing in-flight requests (at most %.0f s).", SHUTDOWN_GRACE_SECONDS)
+        return 0
+    finally:
+        await _shutdown(grpc_server, rest_runner, manager, core)
+
+
+async def _shutdown(grpc_server, rest_runner, manager: ModelManager, core: ServerCore) -> None:
+    steps = []
+    if grpc_server is not None:
+        health = getattr(grpc_server, "health_servicer", None)
+        if health is not None:
+            with contextlib.suppress(Exception):
+                await health.enter_graceful_shutdown()
+        steps.append(grpc_server.stop(SHUTDOWN_GRACE_SECONDS))
+    if rest_runner is not None:
+        steps.append(rest_runner.cleanup())
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            logger.warning("Error while stopping a front end: %s", result)
+    await manager.close()
+    # In-flight TF calls have finished or been abandoned by now; do not wait on a stuck one.
+    core.executor.shutdown(wait=False, cancel_futures=True)
+    logger.info("Server stopped.")
+
+
+def _version_text() -> str:
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "unknown"
+
+    return f"TensorFlow ModelServer: tfstack-{version('tfstack')}\nTensorFlow Library: {version('tensorflow')}"
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s.%(msecs)03d: %(levelname).1s tfstack/serving] %(message)s",
+            datefmt="%Y-%m-%d %H:%M:%S",
+        )
+
+
+def main(args: Sequence[str]) -> int:
+    """`tfstack serve` with tensorflow_model_server's flags; returns the exit code."""
+    import os
+
+    _configure_logging()
+    if any(a in ("--help", "-h", "--helpfull") for a in args):
+        print(USAGE)
+        return 0
+    try:
+        parsed = parse_flags(args)
+    except FlagError as exc:
+        print(f"{exc}\n{USAGE}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    for arg in parsed.unknown:
+        logger.warning("unknown argument: %s", arg)
+    for name in parsed.unimplemented:
+        logger.warning("--%s is accepted but not implemented by the embedded server; it has no effect.", name)
+    options = parsed.options
+    if options.version:
+        print(_version_text(), flush=True)
+        return 0
+    # TensorFlow's C++ INFO chatter drowns the lifecycle lines; warnings still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    return asyncio.run(run_server(options))
