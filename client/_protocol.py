@@ -189,7 +189,9 @@ def wait_until_available(codec: Codec, sel: ModelSelector, deadline: float | Non
         except (ServerUnavailableError, ModelNotFoundError, RequestTimeoutError) as exc:
             if isinstance(exc, ModelNotFoundError) and "failed to load" in exc.message:
                 raise
-            last, last_error = str(exc), exc
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if not (isinstance(exc, RequestTimeoutError) and out_of_time):
+                last, last_error = str(exc), exc
         now = time.monotonic()
         if deadline is not None and now >= deadline:
             what = _describe(sel)
