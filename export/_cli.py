@@ -46,8 +46,9 @@ def list_models(base_path: str) -> None:
         console.print(f"No models in {base_path}")
         return
     table = Table(title=f"Models in {base_path}")
-    for column in ("model", "version", "created", "metric", "status"):
-        table.add_column(column, overflow="fold")
+    for column in ("model", "version", "created", "metric"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("status", overflow="fold")
     for row in rows:
         table.add_row(*row)
     console.print(table)

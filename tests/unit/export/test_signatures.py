@@ -1,0 +1,106 @@
+"""A reloaded version predicts exactly like the in-memory Keras model, through every signature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit.export.conftest import build_spec
+
+
+def _load(published, kind):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(published[kind].path))
+
+
+def _keras(kind, inputs):
+    return np.asarray(build_spec(kind).keras_model({k: _tensor(v) for k, v in inputs.items()}))
+
+
+def _tensor(array):
+    import tensorflow as tf
+
+    return tf.constant(array.astype(np.bytes_) if array.dtype == object else array)
+
+
+@pytest.mark.parametrize("kind", ["classification", "mixed"])
+def test_serving_default_classification_matches_keras(published, test_rows, kind):
+    inputs = test_rows(kind)
+    outputs = _load(published, kind).signatures["serving_default"](**{k: _tensor(v) for k, v in inputs.items()})
+    expected = _keras(kind, inputs)
+    class_names = build_spec(kind).class_names
+
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-5, rtol=1e-5)
+    assert outputs["probabilities"].dtype.name == "float32"
+    np.testing.assert_array_equal(outputs["class_id"].numpy(), expected.argmax(axis=1))
+    assert outputs["class_id"].dtype.name == "int64"
+    assert [b.decode() for b in outputs["class_label"].numpy()] == [class_names[i] for i in expected.argmax(axis=1)]
+
+
+def test_serving_default_regression_is_flat_and_matches_keras(published, test_rows):
+    inputs = test_rows("regression")
+    outputs = _load(published, "regression").signatures["serving_default"](**{k: _tensor(v) for k, v in inputs.items()})
+
+    assert set(outputs) == {"prediction"}
+    assert outputs["prediction"].shape == (16,)
+    np.testing.assert_allclose(outputs["prediction"].numpy(), _keras("regression", inputs).reshape(-1), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["classification", "mixed"])
+def test_classify_signature_gives_same_classes_and_scores(published, test_rows, kind):
+    import tensorflow as tf
+
+    from export._signatures import serialize_examples
+
+    spec = build_spec(kind)
+    inputs = test_rows(kind)
+    examples = tf.constant(serialize_examples(spec.features, spec._check_sample_inputs(inputs, spec.features)))
+    outputs = _load(published, kind).signatures["classify"](inputs=examples)
+
+    assert set(outputs) == {"classes", "scores"}
+    np.testing.assert_allclose(outputs["scores"].numpy(), _keras(kind, inputs), atol=1e-5, rtol=1e-5)
+    classes = outputs["classes"].numpy().astype(str)
+    assert classes.shape == (16, len(spec.class_names))
+    assert (classes == np.array(spec.class_names)).all()
+
+
+def test_regress_signature_gives_same_values(published, test_rows):
+    import tensorflow as tf
+
+    from export._signatures import serialize_examples
+
+    spec = build_spec("regression")
+    inputs = test_rows("regression")
+    outputs = _load(published, "regression").signatures["regress"](inputs=tf.constant(serialize_examples(spec.features, inputs)))
+
+    assert set(outputs) == {"outputs"}
+    np.testing.assert_allclose(outputs["outputs"].numpy(), _keras("regression", inputs).reshape(-1), atol=1e-5, rtol=1e-5)
+
+
+def test_signature_defs_are_what_tf_serving_expects(published):
+    from export._signatures import read_signature_summary
+
+    classification = read_signature_summary(published["classification"].path)
+    regression = read_signature_summary(published["regression"].path)
+    mixed = read_signature_summary(published["mixed"].path)
+
+    assert set(classification) == {"serving_default", "classify"}
+    assert set(regression) == {"serving_default", "regress"}
+    # TF Serving's classifier: exactly one input `inputs` (DT_STRING [N]); classes/scores [N, C].
+    assert classification["classify"]["inputs"] == {"inputs": {"dtype": "string", "shape": [-1]}}
+    assert classification["classify"]["outputs"] == {
+        "classes": {"dtype": "string", "shape": [-1, 3]},
+        "scores": {"dtype": "float32", "shape": [-1, 3]},
+    }
+    assert regression["regress"]["outputs"] == {"outputs": {"dtype": "float32", "shape": [-1]}}
+    assert classification["serving_default"]["outputs"] == {
+        "probabilities": {"dtype": "float32", "shape": [-1, 3]},
+        "class_id": {"dtype": "int64", "shape": [-1]},
+        "class_label": {"dtype": "string", "shape": [-1]},
+    }
+    assert mixed["serving_default"]["inputs"] == {
+        "age": {"dtype": "float32", "shape": [-1]},
+        "color": {"dtype": "string", "shape": [-1]},
+        "visits": {"dtype": "int64", "shape": [-1]},
+    }
