@@ -1,0 +1,266 @@
+"""The REST front end in-process: real aiohttp app over the real ServerCore (half_plus_two).
+
+Requests go over a raw socket so the exact request target (percent-escapes, query strings,
+odd methods) reaches the server unaltered, as it would from curl.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestServer
+
+from serving import _rest
+from serving._errors import Code, StatusError
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error(self) -> str:
+        return self.json()["error"]
+
+
+async def send(server: TestServer, method: str, target: str, body: bytes = b"", headers: dict | None = None) -> Reply:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    lines = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+    await writer.drain()
+    raw = await reader.read()
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    parsed = {}
+    for line in header_lines:
+        key, _, value = line.partition(":")
+        parsed[key.strip().lower()] = value.strip()
+    return Reply(int(status_line.split()[1]), parsed, payload)
+
+
+@pytest.fixture
+async def server(core):
+    app = _rest.build_rest_app(core, timeout=10.0)
+    test_server = TestServer(app)
+    await test_server.start_server(**_rest.RUNNER_KWARGS)
+    yield test_server
+    await test_server.close()
+
+
+M = "/v1/models/half_plus_two"
+
+
+async def test_predict_row_and_columnar(server):
+    reply = await send(server, "POST", f"{M}:predict", b'{"instances": [1.0, 2.0, 5.0]}')
+    assert (reply.status, reply.headers["content-type"]) == (200, "application/json")
+    assert reply.body == b'{\n    "predictions": [2.5, 3.0, 4.5\n    ]\n}'
+    reply = await send(server, "POST", f"{M}/versions/123:predict", b'{"inputs": [2.0, 3.0, 4.0]}')
+    assert reply.json() == {"outputs": [3.0, 3.5, 4.0]}
+    reply = await send(server, "POST", f"{M}/labels/stable:predict", b'{"signature_name": "serving_default", "instances": [{"x": 1.0}]}')
+    assert reply.json() == {"predictions": [2.5]}
+    reply = await send(server, "POST", f"{M}:predict", b'{"inputs": {"x": [[1.0], [2.0]]}}')
+    assert reply.json() == {"outputs": [[2.5], [3.0]]}
+
+
+async def test_predict_nan_infinity_and_trailing_garbage(server):
+    reply = await send(server, "POST", f"{M}:predict", b'{"instances": [NaN, Infinity, -Infinity]} trailing')
+    assert reply.status == 200
+    assert b"[NaN, Infinity, -Infinity" in reply.body
+
+
+async def test_classify_and_regress(server):
+    reply = await send(server, "POST", f"{M}:classify", b'{"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}')
+    assert reply.status == 200 and reply.json() == {"results": [[["", 3.0]]]}
+    reply = await send(server, "POST", f"{M}/labels/stable:regress", b'{"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}, {"x": 80.0}]}')
+    assert reply.body == b'{\n    "results": [3.0, 42.0]\n}'
+    reply = await send(server, "POST", f"{M}:regress", b'{"signature_name": "regress_x2_to_y3", "context": {"x2": 4.0}, "examples": [{"x": 1.0}]}')
+    assert reply.json() == {"results": [5.0]}
+
+
+async def test_status_and_metadata(server):
+    reply = await send(server, "GET", M)
+    assert reply.status == 200
+    assert reply.json() == {"model_version_status": [{"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert reply.body.startswith(b'{\n "model_version_status": [\n  {\n   "version": "123"')
+    assert (await send(server, "GET", f"{M}/versions/123")).json() == reply.json()
+    # The label is ignored for status, even an unknown one.
+    assert (await send(server, "GET", f"{M}/labels/nope")).json() == reply.json()
+    reply = await send(server, "GET", f"{M}/metadata")
+    doc = reply.json()
+    assert doc["model_spec"] == {"name": "half_plus_two", "signature_name": "", "version": "123"}
+    signatures = doc["metadata"]["signature_def"]["signature_def"]
+    x = signatures["serving_default"]["inputs"]["x"]
+    assert x["dtype"] == "DT_FLOAT" and "tensor_shape" in x and x["name"]
+    assert signatures["classify_x_to_y"]["outputs"]["scores"]["dtype"] == "DT_FLOAT"
+    assert "defaults" in signatures["serving_default"]
+    assert (await send(server, "GET", f"{M}/labels/stable/metadata")).json() == doc
+    # `METADATA` in upper case silently falls through to the status API.
+    assert "model_version_status" in (await send(server, "GET", f"{M}/METADATA")).json()
+
+
+@pytest.mark.parametrize(
+    "method, target, body, status, message",
+    [
+        ("POST", "/v1/models/missing:predict", b"{}", 404, "Servable not found for request: Latest(missing)"),
+        ("POST", f"{M}/versions/7:predict", b"{}", 404, "Servable not found for request: Specific(half_plus_two, 7)"),
+        ("POST", f"{M}/labels/nope:predict", b"{}", 400, "Unrecognized servable version label: nope"),
+        ("POST", "/v1/models/missing/labels/x:regress", b'{"examples": [{}]}', 400, "Unrecognized servable version label: x"),
+        ("GET", "/v1/models/missing", b"", 404, "Could not find any versions of model missing"),
+        ("GET", f"{M}/versions/7", b"", 404, "Could not find version 7 of model half_plus_two"),
+        ("GET", "/v1/models/missing/metadata", b"", 404, "Servable not found for request: Latest(missing)"),
+        ("GET", "/v1/models", b"", 400, "Missing model name in request."),
+        # A bad body beats the unknown model for predict; for classify any body error does.
+        ("POST", "/v1/models/missing:predict", b"", 400, "JSON Parse error: The document is empty"),
+        ("POST", "/v1/models/missing:predict", b'{"signature_name": 1}', 400, "'signature_name' key must be a string value."),
+        ("POST", "/v1/models/missing:classify", b'{"examples": []}', 400, "'examples' value is an empty array"),
+        ("POST", f"{M}:predict", b'{"signature_name": "nope", "instances": [1.0]}', 400, 'Serving signature name: "nope" not found in signature def'),
+        ("POST", f"{M}:predict", b'{"instances": ["x", "y"]}', 400, "not of expected type: float"),
+        ("POST", f"{M}:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value. at offset: 0"),
+        ("POST", f"{M}:classify", b'{"signature_name": "nope", "examples": [{"x": 1.0}]}', 400, "No signature was found with the name: nope"),
+        ("POST", f"{M}:regress", b'{"examples": [{"x": 1.0}]}', 400, "No regression inputs found in SignatureDef"),
+        ("POST", f"{M}:regress", b'{"signature_name": "regress_x_to_y", "examples": [{"x": 2}]}', 400, "Data types don't match"),
+        ("GET", "/v1/foo", b"", 400, "Malformed request: GET /v1/foo"),
+        ("POST", "/v1/foo", b"", 400, "Malformed request: POST /v1/foo"),
+        ("GET", "/v1/models/debug/model_name", b"", 400, "Malformed request"),
+        ("POST", "/v1/models", b"", 400, "Malformed request"),
+        ("GET", "/v1/models/foo:predict", b"", 400, "Malformed request"),
+        ("GET", "/v1/models/foo/version/50:predict", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/version/50:regress", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/versions/HELLO:regress", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/metadata", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/label/some_label:regress", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/versions/50/labels/some_label:regress", b"", 400, "Malformed request"),
+        ("POST", "/v1/models/foo/versions/some_label:regress", b"", 400, "Malformed request"),
+        ("POST", f"{M}:PREDICT", b"{}", 400, f"Malformed request: POST {M}:PREDICT"),
+        ("POST", f"{M}:predict?x=1", b"{}", 400, f"Malformed request: POST {M}:predict?x=1"),
+        ("PUT", f"{M}:predict", b"{}", 400, f"Malformed request: PUT {M}:predict"),
+        ("DELETE", M, b"", 400, f"Malformed request: DELETE {M}"),
+        ("GET", f"{M}?x=1", b"", 404, "Could not find any versions of model half_plus_two?x=1"),
+    ],
+)
+async def test_error_catalogue(server, method, target, body, status, message):
+    reply = await send(server, method, target, body)
+    assert reply.status == status, reply.body
+    assert reply.headers["content-type"] == "application/json"
+    assert message in reply.error
+    assert reply.body.startswith(b'{\n    "error": ')
+
+
+async def test_url_is_case_insensitive_and_percent_decoded(server):
+    assert (await send(server, "POST", "/V1/MODELS/half_plus_two:predict", b'{"instances": [1.0]}')).status == 200
+    assert (await send(server, "POST", "/v1/models/half%5Fplus%5Ftwo/versions/00123:predict", b'{"instances": [1.0]}')).status == 200
+    reply = await send(server, "POST", "/v1/models/a%2Fb%21:predict", b"{}")
+    assert reply.status == 404 and reply.error == "Servable not found for request: Latest(a/b!)"
+
+
+async def test_version_overflow_is_an_empty_400(server):
+    reply = await send(server, "GET", f"{M}/versions/18446744073709551615")
+    assert (reply.status, reply.body, reply.headers["content-type"]) == (400, b"", "application/json")
+
+
+async def test_non_v1_paths_are_libevent_404s_and_ping_answers(server):
+    for target in ("/", "/v1", "/statuspage", "/v2/models/x"):
+        reply = await send(server, "GET", target)
+        assert reply.status == 404 and reply.body.startswith(b"<HTML>") and b"Not Found" in reply.body
+    reply = await send(server, "GET", _rest.PING_PATH)
+    assert (reply.status, reply.body, reply.headers["content-type"]) == (200, b"{}", "application/json")
+
+
+async def test_options_preflight(server):
+    reply = await send(server, "OPTIONS", f"{M}:predict", headers={"Origin": "http://example.com"})
+    assert (reply.status, reply.body) == (200, b"")
+    assert "content-type" not in reply.headers
+    reply = await send(server, "OPTIONS", f"{M}:predict")
+    assert (reply.status, reply.body) == (400, b"")
+
+
+async def test_gzip_bodies(server):
+    body = gzip.compress(b'{"instances": [1.0, 2.0]}')
+    reply = await send(server, "POST", f"{M}:predict", body, {"Content-Encoding": "gzip"})
+    assert reply.json() == {"predictions": [2.5, 3.0]}
+    reply = await send(server, "POST", f"{M}:predict", body[:10] + b"broken", {"Content-Encoding": "gzip"})
+    assert reply.status == 400 and reply.error == "JSON Parse error: The document is empty"
+
+
+async def test_gzip_bodies_with_aiohttp_decompressing_first(core):
+    # A runner left at aiohttp's default decodes gzip itself; the app must not decode twice.
+    async with TestServer(_rest.build_rest_app(core, timeout=None)) as test_server:
+        body = gzip.compress(b'{"instances": [1.0]}')
+        reply = await send(test_server, "POST", f"{M}:predict", body, {"Content-Encoding": "gzip"})
+    assert reply.json() == {"predictions": [2.5]}
+
+
+async def test_large_body_over_aiohttp_default_limit(server):
+    values = ", ".join(["1.50000"] * 500_000).encode()
+    body = b'{"instances": [' + values + b"]}"
+    assert len(body) > 4 * 1024 * 1024
+    reply = await send(server, "POST", f"{M}:predict", body)
+    assert reply.status == 200
+    predictions = reply.json()["predictions"]
+    assert len(predictions) == 500_000 and predictions[0] == 2.75
+
+
+async def test_deeply_nested_body_does_not_crash(server):
+    depth = 200_000
+    body = b'{"instances": [1.0], "nested":' + b"[" * depth + b"]" * depth + b"}"
+    assert (await send(server, "POST", f"{M}:predict", body)).json() == {"predictions": [2.5]}
+    reply = await send(server, "POST", f"{M}:predict", b'{"instances":' + b"[" * depth + b"1.0" + b"]" * depth + b"}")
+    assert reply.status == 400
+
+
+class _SlowCore:
+    """Just enough of ServerCore to exercise the timeout and exotic-dtype paths."""
+
+    def __init__(self, outputs: dict[str, np.ndarray] | None = None, delay: float = 0.0) -> None:
+        self.outputs = outputs or {}
+        self.delay = delay
+
+    def resolve(self, model_name, *, version=None, label=None):
+        from tensorflow.core.protobuf import meta_graph_pb2
+
+        signature = meta_graph_pb2.SignatureDef()
+        signature.inputs["x"].dtype = 1
+
+        class _Servable:
+            signature_defs = {"serving_default": signature}
+            version = 1
+
+        return _Servable()
+
+    async def predict(self, servable, signature_name, inputs, output_filter=(), timeout=None):
+        try:
+            await asyncio.wait_for(asyncio.sleep(self.delay), timeout)
+        except asyncio.TimeoutError as exc:
+            raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from exc
+        return self.outputs
+
+
+async def test_timeout_gives_504():
+    app = _rest.build_rest_app(_SlowCore(delay=5.0), timeout=0.05)
+    async with TestServer(app) as test_server:
+        reply = await send(test_server, "POST", "/v1/models/m:predict", b'{"instances": [1.0]}')
+    assert reply.status == 504 and reply.error == "Deadline Exceeded"
+
+
+async def test_unwritable_output_dtype_is_400():
+    app = _rest.build_rest_app(_SlowCore(outputs={"c": np.zeros(2, np.complex64)}), timeout=None)
+    async with TestServer(app) as test_server:
+        reply = await send(test_server, "POST", "/v1/models/m:predict", b'{"instances": [1.0, 2.0]}')
+    assert reply.status == 400 and reply.error == "Failed to write JSON value for tensor type: complex64"
+
+
+def test_build_rest_app_rejects_a_bad_timeout():
+    with pytest.raises(ValueError, match="Received: timeout="):
+        _rest.build_rest_app(object(), timeout="30")
