@@ -1,0 +1,51 @@
+"""Integration fixtures: a real `tfstack serve` subprocess on 127.0.0.1 (REST and client tests reuse them).
+
+Fixtures:
+  half_plus_two_base (session): model base path `<tmp>/models/half_plus_two` holding version
+      directory `00000123` (leading zeros, as TF Serving's testdata) of half_plus_two
+      (tests/support/models.py: y = 0.5x + 2; classify_x_to_y, regress_x_to_y, ... signatures).
+  server (session): `tests.support.server.RunningServer` serving it as model "half_plus_two",
+      gRPC always, REST when serving._rest exists; `server.grpc_target`, `server.rest_url`.
+  grpc_channel (session): a `grpc.Channel` to that server with unlimited message sizes.
+
+Start your own server (other flags, other models) with `tests.support.server.start_server`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.models import build_half_plus
+from tests.support.server import start_server
+
+MODEL_NAME = "half_plus_two"
+VERSION = 123
+
+
+@pytest.fixture(scope="session")
+def half_plus_two_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("models") / MODEL_NAME
+    build_half_plus(base / "00000123")
+    return base
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, half_plus_two_base: Path):
+    with start_server(
+        tmp_path_factory.mktemp("server"), model_name=MODEL_NAME, model_base_path=half_plus_two_base
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def grpc_channel(server):
+    import grpc
+
+    channel = grpc.insecure_channel(
+        server.grpc_target,
+        options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+    )
+    yield channel
+    channel.close()
