@@ -1005,28 +1005,26 @@ def format_float(value: float, *, is_float32: bool) -> str:
     return text
 
 
+_NON_FINITE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
 def _format_floats(arr: np.ndarray) -> list[str]:
+    """`format_float` over an array: "%.6g" for all, one vectorised round-trip check."""
     is_f32 = arr.dtype == np.float32
     flat = arr.reshape(-1)
-    if flat.size <= 4:
-        return [format_float(v, is_float32=is_f32) for v in flat.tolist()]
     values = flat.tolist()
     texts = ["%.6g" % v for v in values]
-    with np.errstate(invalid="ignore"):
-        back = np.array(texts, dtype=np.float64)
-        if is_f32:
-            back = back.astype(np.float32)
-        redo = np.flatnonzero((back != flat) | ~np.isfinite(flat))
-    long_fmt = "%.9g" if is_f32 else "%.17g"
-    for i in redo.tolist():
-        v = values[i]
-        if v != v:
-            texts[i] = "NaN"
-        elif v in (math.inf, -math.inf):
-            texts[i] = "Infinity" if v > 0 else "-Infinity"
-        else:
-            texts[i] = long_fmt % v
-    return [t if ("." in t or "e" in t or t[-1] == "y" or t == "NaN") else t + ".0" for t in texts]
+    back = np.array(texts, dtype=np.float64)
+    if is_f32:
+        back = back.astype(np.float32)
+    mismatched = np.flatnonzero(back != flat)  # NaN never equals itself: reformatted, then mapped
+    if mismatched.size:
+        long_fmt = "%.9g" if is_f32 else "%.17g"
+        for i in mismatched.tolist():
+            texts[i] = long_fmt % values[i]
+    return [
+        t if ("." in t or "e" in t) else (_NON_FINITE[t] if "n" in t else t + ".0") for t in texts
+    ]
 
 
 def _output_dtype_name(arr: np.ndarray) -> str:
@@ -1090,7 +1088,7 @@ def _nest(texts: list[str], shape: Sequence[int], level: int, single_line: bool)
 
 def _nest_with_zero(shape: Sequence[int], level: int, single_line: bool) -> str:
     zero_at = list(shape).index(0)
-    texts = ["[]"] * int(np.prod(shape[:zero_at], dtype=np.int64))
+    texts = ["[]"] * math.prod(shape[:zero_at])
     return _nest(texts, shape[:zero_at], level, single_line) if zero_at else "[]"
 
 
@@ -1124,7 +1122,7 @@ def _row_json(names: list[str], arrays: dict[str, np.ndarray]) -> bytes:
         arr = arrays[name]
         sub_shape = arr.shape[1:]
         texts = _leaf_texts(arr, name, level + len(sub_shape))
-        per = int(np.prod(sub_shape, dtype=np.int64)) if sub_shape else 1
+        per = math.prod(sub_shape)
         per_item[name] = [
             _nest(texts[i * per : (i + 1) * per], sub_shape, level, True) if per else _nest([], sub_shape, level, True)
             for i in range(batch)
