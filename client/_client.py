@@ -46,7 +46,10 @@ def _status_op(codec: Codec, sel: args.ModelSelector) -> Operation[ModelStatus]:
 
 
 class _ClientBase:
-    def __init__(self, transport: Any, *, timeout: float | None, retry: RetryPolicy | None) -> None:
+    def __init__(
+        self, transport: Any, *, timeout: float | None = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None
+    ) -> None:
+        """Wrap a transport (see client/_protocol.py); most code uses the `rest`/`grpc` constructors."""
         self._transport = transport
         self._codec: Codec = transport.codec
         self._timeout = args.timeout_seconds(timeout)

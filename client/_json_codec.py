@@ -164,6 +164,15 @@ def is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
+def check_predict_document(document: Any, *, row_format: bool) -> None:
+    key = "predictions" if row_format else "outputs"
+    if not isinstance(document, dict) or key not in document:
+        raise BadResponseError(
+            f"Expected a JSON object with key {key!r} from :predict. Received: {str(document)[:200]}",
+            code="INTERNAL",
+        )
+
+
 def predict_outputs(
     document: Any, output_dtypes: Mapping[str, str], *, row_format: bool
 ) -> dict[str, np.ndarray]:
@@ -172,13 +181,8 @@ def predict_outputs(
     output_dtypes maps each output name of the signature to its DataType name; it also names
     the single output, which TF Serving leaves out of the response.
     """
-    key = "predictions" if row_format else "outputs"
-    if not isinstance(document, dict) or key not in document:
-        raise BadResponseError(
-            f"Expected a JSON object with key {key!r} from :predict. Received: {str(document)[:200]}",
-            code="INTERNAL",
-        )
-    payload = document[key]
+    check_predict_document(document, row_format=row_format)
+    payload = document["predictions" if row_format else "outputs"]
 
     def single_name() -> str:
         if len(output_dtypes) != 1:

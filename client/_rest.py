@@ -84,6 +84,7 @@ class RestCodec:
     ) -> Operation[dict[str, np.ndarray]]:
         body = codec_json.predict_body(sel.signature_name, inputs, row_format=self.row_format)
         document = yield HttpRequest("POST", self._path(sel, verb="predict"), body)
+        codec_json.check_predict_document(document, row_format=self.row_format)
         signature = yield from self._signatures.lookup(self, sel)
         check_output_filter(signature, output_filter)
         dtypes = {name: info.dtype for name, info in signature.outputs.items()}
