@@ -18,6 +18,9 @@ SERVING_DEFAULT = "serving_default"
 CLASSIFY = "classify"
 REGRESS = "regress"
 EXAMPLES_INPUT = "inputs"
+# TF Serving's method names (signature_constants); tf.saved_model.save writes "predict" for every
+# signature, which only works while --enable_signature_method_name_check is off.
+METHOD_NAMES = {CLASSIFY: "tensorflow/serving/classify", REGRESS: "tensorflow/serving/regress"}
 
 _TF_DTYPES = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
 
@@ -100,6 +103,32 @@ def save_saved_model(spec: ExportSpec, path: Path, class_names: tuple[str, ...])
     """Write the SavedModel with tfstack's signatures into `path` (an existing empty directory)."""
     module = _ServingModule(spec, class_names)
     tf.saved_model.save(module, str(path), signatures=dict(module.signature_functions))
+    _set_method_names(Path(path))
+
+
+def _set_method_names(path: Path) -> None:
+    """Give classify/regress TF Serving's method names, so the method-name check can be on.
+
+    saved_model.pb changes, so fingerprint.pb is rewritten with TensorFlow's own writer; if that
+    internal API is unavailable the original file is kept (consistent, method names "predict").
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    pb_path = path / "saved_model.pb"
+    original = pb_path.read_bytes()
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString(original)
+    for meta_graph in saved_model.meta_graphs:
+        for name, method in METHOD_NAMES.items():
+            if name in meta_graph.signature_def:
+                meta_graph.signature_def[name].method_name = method
+    pb_path.write_bytes(saved_model.SerializeToString())
+    try:
+        from tensorflow.python.saved_model import fingerprinting_utils
+
+        fingerprinting_utils.write_fingerprint(str(path))
+    except (ImportError, AttributeError, ValueError):
+        pb_path.write_bytes(original)
 
 
 def serialize_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarray]) -> list[bytes]:

@@ -83,6 +83,9 @@ def _tensor_value(array: np.ndarray) -> np.ndarray:
 
 
 def _json_value(array: np.ndarray) -> Any:
+    if array.dtype == np.float32:
+        # Shortest decimal that round-trips to the same float32: 71.1, not 71.0999984741211.
+        return np.vectorize(lambda v: float(str(v)), otypes=[object])(array).tolist() if array.size else []
     if array.dtype != object:
         return array.tolist()
 

@@ -129,6 +129,11 @@ def test_sample_request_is_a_columnar_predict_body_the_model_accepts(published, 
     inputs = {k: tf.constant(v, dtype=dtypes[k]) for k, v in body["inputs"].items()}
     outputs = tf.saved_model.load(str(path)).signatures["serving_default"](**inputs)
     assert outputs["class_label"].shape == (3,)
+    # Same float32 values as the samples, written as their shortest decimal (67.1, not 67.0999984741211).
+    name = "age" if kind == "mixed" else "features"
+    sent = np.asarray(body["inputs"][name], dtype=np.float64)
+    np.testing.assert_array_equal(sent.astype(np.float32), spec.sample_inputs[name][:3])
+    assert all(repr(v) == str(np.float32(v)) for v in sent.reshape(-1).tolist())
 
 
 def test_plots_are_pngs(published):

@@ -94,6 +94,10 @@ def test_signature_defs_are_what_tf_serving_expects(published):
         "scores": {"dtype": "float32", "shape": [-1, 3]},
     }
     assert regression["regress"]["outputs"] == {"outputs": {"dtype": "float32", "shape": [-1]}}
+    # TF Serving's method names, so --enable_signature_method_name_check=true accepts them too.
+    assert classification["classify"]["method_name"] == "tensorflow/serving/classify"
+    assert regression["regress"]["method_name"] == "tensorflow/serving/regress"
+    assert classification["serving_default"]["method_name"] == "tensorflow/serving/predict"
     assert classification["serving_default"]["outputs"] == {
         "probabilities": {"dtype": "float32", "shape": [-1, 3]},
         "class_id": {"dtype": "int64", "shape": [-1]},
@@ -104,3 +108,15 @@ def test_signature_defs_are_what_tf_serving_expects(published):
         "color": {"dtype": "string", "shape": [-1]},
         "visits": {"dtype": "int64", "shape": [-1]},
     }
+
+
+def test_fingerprint_matches_the_rewritten_saved_model(published):
+    """saved_model.pb is edited after saving (method names); fingerprint.pb must describe the final file."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import fingerprint_pb2
+    from tensorflow.python.saved_model.pywrap_saved_model import fingerprinting
+
+    path = str(published["classification"].path)
+    fresh = fingerprint_pb2.FingerprintDef.FromString(fingerprinting.CreateFingerprintDef(path))
+
+    assert tf.saved_model.experimental.read_fingerprint(path).saved_model_checksum == fresh.saved_model_checksum
