@@ -89,6 +89,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
     )
     model_name = config.model_name or dataset.name
     run_dir = _make_run_dir(config.run_dir, model_name)
+    config = dataclasses.replace(config, model_name=model_name, run_dir=str(run_dir))
 
     import keras
     import tensorflow as tf

@@ -47,6 +47,8 @@ def test_csv_with_string_and_numeric_columns_end_to_end(tmp_path: Path, people_c
     # Samples are the real raw test rows, not normalised ones.
     np.testing.assert_array_equal(spec.sample_inputs["Age_years"], result.dataset.test.inputs["Age_years"][:16])
     assert spec.training_config["model"] == "mlp" and spec.training_config["hidden"] == [8]
+    assert spec.training_config["model_name"] == "people_data"
+    assert spec.training_config["run_dir"] == str(tmp_path / "run")
     assert spec.dataset["fingerprint"] == result.dataset.fingerprint
     assert len(spec.history["loss"]) == result.metrics["epochs_trained"]
     assert np.asarray(spec.confusion_matrix).sum() == len(result.dataset.test)
