@@ -200,7 +200,8 @@ class ModelRepository:
             assets = staging / ASSETS_EXTRA
             assets.mkdir(exist_ok=True)
             _warmup.write_warmup(spec, assets / _warmup.WARMUP_FILE)
-            _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request(spec))
+            # TF Serving's parser accepts NaN/Infinity tokens (spec §2.1), so real rows with them stay sendable.
+            _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request(spec), allow_nan=True)
             if spec.history:
                 _plots.plot_training_curves(spec.history, assets / _plots.TRAINING_CURVES_FILE)
             if spec.task == "classification" and spec.confusion_matrix is not None:
@@ -402,8 +403,8 @@ def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
             )
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+def _write_json(path: Path, value: Any, *, allow_nan: bool = False) -> None:
+    path.write_text(json.dumps(value, indent=2, allow_nan=allow_nan) + "\n", encoding="utf-8")
 
 
 def _fsync_tree(root: Path) -> None:

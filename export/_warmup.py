@@ -85,7 +85,7 @@ def _tensor_value(array: np.ndarray) -> np.ndarray:
 def _json_value(array: np.ndarray) -> Any:
     if array.dtype == np.float32:
         # Shortest decimal that round-trips to the same float32: 71.1, not 71.0999984741211.
-        return np.vectorize(lambda v: float(str(v)), otypes=[object])(array).tolist() if array.size else []
+        return array.astype(str).astype(np.float64).tolist()
     if array.dtype != object:
         return array.tolist()
 
