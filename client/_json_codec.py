@@ -78,7 +78,10 @@ def tensor_value(array: np.ndarray) -> Any:
     if kind == "c":
         raise TypeError(f"TF Serving's REST API cannot carry complex tensors. Received dtype {array.dtype}.")
     if kind in "fiub":
-        return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+        if array.ndim == 0:
+            return array.item()  # a bare scalar: a rank-0 tensor on the server
+        native = array.astype(array.dtype.newbyteorder("="), copy=False)
+        return native if native.flags.c_contiguous else native.copy()
     if kind == "U":
         return array.tolist()
     return _map_nested(array.tolist(), lambda item: item if isinstance(item, str) else _b64(item))

@@ -146,3 +146,9 @@ def test_requests_use_tf_serving_urls_and_gzip():
     assert json.loads(gzip.decompress(seen[0].content))["inputs"] == {"x": [1.0]}
     assert seen[1].url.raw_path == b"/v1/models/my%20model/labels/can%20ary/metadata"
     assert seen[2].url.raw_path == b"/v1/models/m/versions/3:predict"
+
+
+def test_scalars_and_non_contiguous_arrays_keep_their_shape():
+    assert json.loads(codec.predict_body("s", {"x": np.array(2.0, np.float32)}, row_format=False))["inputs"] == {"x": 2.0}
+    strided = np.arange(6, dtype=">f4").reshape(2, 3).T
+    assert json.loads(codec.predict_body("s", {"x": strided}, row_format=False))["inputs"]["x"] == strided.tolist()
