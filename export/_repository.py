@@ -211,8 +211,12 @@ class ModelRepository:
         except OSError as exc:
             raise RepositoryError(f"Cannot write the SavedModel into {staging}: {exc}") from exc
         except Exception as exc:
+            # TensorFlow errors span many lines; the first says what went wrong, the chain keeps the rest.
+            first_line = (str(exc).strip().splitlines() or [""])[0]
             raise ExportError(
-                f"Exporting model {spec.model_name!r} failed: {type(exc).__name__}: {exc}"
+                f"Exporting model {spec.model_name!r} failed while tracing/saving its signatures "
+                f"(does keras_model accept {{{', '.join(repr(f.name) for f in spec.features)}}} as raw inputs?): "
+                f"{type(exc).__name__}: {first_line}"
             ) from exc
         _verify(spec, staging, class_names)
         signatures = _signatures.read_signature_summary(staging)
@@ -242,6 +246,8 @@ class ModelRepository:
             except OSError as exc:
                 raise RepositoryError(f"Cannot move {staging} to {target}: {exc}") from exc
             _fsync_dir(model_dir)
+            # The model directory itself may be new; make its entry durable too.
+            _fsync_dir(model_dir.parent)
         return PublishedVersion(model_name=spec.model_name, version=version, path=target, manifest=manifest)
 
     def _base_exists(self) -> bool:

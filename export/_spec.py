@@ -131,6 +131,18 @@ class ExportSpec:
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise TypeError(f"{name} must be a mapping. Received: {name}={type(value).__name__}")
+            # Fail now, not after the SavedModel is written: these go into manifest.json.
+            try:
+                to_jsonable(value)
+            except TypeError as exc:
+                raise TypeError(f"{name} must be JSON-able. {exc}") from exc
+        for key, values in self.history.items():
+            try:
+                np.asarray(values, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"history[{key!r}] must be a sequence of numbers (one per epoch). Received: {values!r}"
+                ) from exc
         if self.confusion_matrix is not None:
             matrix = np.asarray(self.confusion_matrix)
             if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:

@@ -7,7 +7,7 @@ Fixtures:
       StringLookup, visits int64; 2 classes).
   test_rows (function): `test_rows(kind, n) -> dict[str, np.ndarray]`, raw rows that are NOT
       the sample inputs, to check predictions beyond what publish verified.
-  published (module): {kind: PublishedVersion} for the three kinds in one repository.
+  published (session): {kind: PublishedVersion} for the three kinds in one repository.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def test_rows():
     return lambda kind, n=16: rows(kind, n, seed=2)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     import export
 

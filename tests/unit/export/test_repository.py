@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import export
@@ -104,6 +105,20 @@ def test_failed_verification_leaves_nothing_behind(base_path):
 
     assert ModelRepository(base_path).versions("random") == []
     assert _leftovers(base_path / "random") == []
+
+
+def test_model_that_rejects_the_declared_features_is_a_one_line_export_error(make_spec, base_path):
+    spec = make_spec(
+        "regression",
+        features=(export.FeatureSpec(name="pixels", dtype="float32", shape=(3,)),),
+        sample_inputs={"pixels": np.zeros((2, 3), np.float32)},
+    )
+
+    with pytest.raises(export.ExportError, match=r"Exporting model 'tiny-regression' failed .*'pixels'") as info:
+        export.publish(spec, base_path)
+    assert "\n" not in str(info.value)
+    assert ModelRepository(base_path).versions(spec.model_name) == []
+    assert _leftovers(base_path / spec.model_name) == []
 
 
 def test_stale_staging_from_a_killed_publisher_is_removed_by_the_next_publish(make_spec, base_path):

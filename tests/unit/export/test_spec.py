@@ -90,6 +90,8 @@ def test_model_name_must_be_a_string():
         ({"metrics": [("accuracy", 1.0)]}, TypeError, r"metrics must be a mapping. Received: metrics=list"),
         ({"confusion_matrix": [[1, 2, 3]]}, ValueError, r"confusion_matrix must be square \[C\]\[C\]. Received: shape=\[1, 3\]"),
         ({"parent_version": "1"}, TypeError, r"parent_version must be an int. Received: parent_version='1'"),
+        ({"metrics": {"when": object()}}, TypeError, r"metrics must be JSON-able. value is not JSON-able. Received: <object"),
+        ({"history": {"loss": [1.0, "x"]}}, ValueError, r"history\['loss'\] must be a sequence of numbers .*Received: \[1.0, 'x'\]"),
     ],
 )
 def test_bad_spec_fields_are_rejected(overrides, error, message):
