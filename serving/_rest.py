@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from serving import _json_tensor as jt
 from serving._errors import Code, StatusError
@@ -184,7 +185,12 @@ class _RestApi:
             if path == PING_PATH and method in ("GET", "HEAD"):
                 return _json_response(200, b"{}")
             return _libevent_error(404, "Not Found")
-        body = await request.read()
+        try:
+            body = await request.read()
+        except RequestPayloadError:
+            # aiohttp itself failed to decode Content-Encoding (a runner without
+            # RUNNER_KWARGS); TF Serving answers an undecodable gzip body as an empty one.
+            body = b""
         if "gzip" in request.headers.get("Content-Encoding", "") and body[:2] == b"\x1f\x8b":
             body = _gunzip(body)
         if method == "OPTIONS":

@@ -65,11 +65,15 @@ def _bad_bodies(rng: random.Random) -> list[bytes]:
     return bodies
 
 
-def _bad_requests(rng: random.Random) -> list[tuple[str, str, bytes]]:
+def _bad_requests(rng: random.Random) -> list[tuple[str, str, bytes, dict[str, str]]]:
     requests = []
     bodies = _bad_bodies(rng)
     for i, body in enumerate(bodies):
-        requests.append(("POST", f"{M}:{VERBS[i % 3]}", body))
+        requests.append(("POST", f"{M}:{VERBS[i % 3]}", body, {}))
+    # Bodies that claim a content encoding they do not have.
+    for body in bodies[:20] + [b"\x1f\x8b\x08\x00broken"]:
+        for encoding in ("gzip", "deflate", "br", "gzip, identity"):
+            requests.append(("POST", f"{M}:predict", body, {"Content-Encoding": encoding}))
     # Bad URLs and methods with a valid body.
     targets = [
         "/v1/models/half_plus_two/versions/99999999999999999999999:predict",
@@ -82,7 +86,7 @@ def _bad_requests(rng: random.Random) -> list[tuple[str, str, bytes]]:
     ]
     for target in targets:
         for method in ("GET", "POST", "PUT", "DELETE"):
-            requests.append((method, target, VALID_BODIES[0]))
+            requests.append((method, target, VALID_BODIES[0], {}))
     return requests
 
 
@@ -92,15 +96,17 @@ def test_malformed_requests_never_get_5xx_and_server_survives(server):
     requests = _bad_requests(rng)
     assert len(requests) > 400
 
-    def one(request: tuple[str, str, bytes]):
-        method, target, body = request
+    def one(request: tuple[str, str, bytes, dict[str, str]]):
+        method, target, body, headers = request
         try:
-            reply = http(port, method, target, body, timeout=60)
+            reply = http(port, method, target, body, headers, timeout=60)
         except (OSError, ValueError, IndexError) as exc:
             return request, f"no valid HTTP reply: {exc!r}"
         if reply.status >= 500:
             return request, f"{reply.status} {reply.body[:300]!r}"
-        if target.startswith("/v1/") and reply.status != 404 and reply.body:
+        # An aiohttp runner that decodes bodies itself answers an encoding it cannot decode
+        # (e.g. br) with its own plain-text 400 before the app runs; still a client error.
+        if target.startswith("/v1/") and reply.status != 404 and reply.body and not headers:
             try:
                 # Messages echo request bytes verbatim (as TF Serving does), even invalid UTF-8.
                 assert set(json.loads(reply.body.decode("utf-8", "replace"))) <= {"error", "predictions", "outputs", "results", "model_version_status",
@@ -111,7 +117,7 @@ def test_malformed_requests_never_get_5xx_and_server_survives(server):
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         failures = [f for f in pool.map(one, requests) if f is not None]
-    assert not failures, "\n".join(f"{m} {t[:80]} body={b[:60]!r}: {why}" for (m, t, b), why in failures[:20])
+    assert not failures, "\n".join(f"{m} {t[:80]} {h} body={b[:60]!r}: {why}" for (m, t, b, h), why in failures[:20])
 
     # Raw garbage on the socket (not even HTTP) must not hurt either.
     for garbage in (b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"POST /v1/models/x:predict HTTP/1.1\r\nContent-Length: 99999\r\n\r\n{"):
