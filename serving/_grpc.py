@@ -38,11 +38,36 @@ def _truncate(message: str) -> str:
     return message if len(message) <= _MAX_ERROR else message[:_MAX_ERROR] + "...TRUNCATED"
 
 
+class Activity:
+    """Counts RPCs in progress so shutdown can drain them.
+
+    grpc.aio cancels calls that arrived but were not yet dispatched when `stop()` begins, so
+    the server first waits until no RPC is running and none has started for a short while.
+    """
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.last_started = 0.0
+
+    async def quiesce(self, *, quiet: float, deadline: float) -> None:
+        """Return once idle for `quiet` seconds, or at loop time `deadline`."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        while loop.time() < deadline:
+            if self.active == 0 and loop.time() - self.last_started >= quiet:
+                return
+            await asyncio.sleep(0.01)
+
+
 def _rpc(method):
     """Turn StatusError (and any bug) into the gRPC status TF Serving would send."""
 
     @functools.wraps(method)
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        activity: Activity = self._activity
+        activity.active += 1
+        activity.last_started = _now()
         try:
             return await method(self, request, context)
         except StatusError as exc:
@@ -52,8 +77,16 @@ def _rpc(method):
         except Exception as exc:
             logger.exception("Unexpected error in %s", method.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, _truncate(f"{type(exc).__name__}: {exc}"))
+        finally:
+            activity.active -= 1
 
     return wrapper
+
+
+def _now() -> float:
+    import asyncio
+
+    return asyncio.get_running_loop().time()
 
 
 def _timeout(context: grpc.aio.ServicerContext) -> float | None:
@@ -169,9 +202,10 @@ def _fill_classifications(result, classifications) -> None:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """tensorflow.serving.PredictionService over a ServerCore."""
 
-    def __init__(self, core: ServerCore, *, tensor_content: bool = False) -> None:
+    def __init__(self, core: ServerCore, *, tensor_content: bool = False, activity: Activity | None = None) -> None:
         self._core = core
         self._tensor_content = tensor_content
+        self._activity = activity or Activity()
 
     @_rpc
     async def Predict(self, request, context):
@@ -250,9 +284,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService: version status and config reload."""
 
-    def __init__(self, core: ServerCore, manager) -> None:
+    def __init__(self, core: ServerCore, manager, *, activity: Activity | None = None) -> None:
         self._core = core
         self._manager = manager
+        self._activity = activity or Activity()
 
     @_rpc
     async def GetModelStatus(self, request, context):
@@ -315,13 +350,15 @@ async def build_grpc_server(
         *channel_arguments,
     ]
     server = grpc.aio.server(options=options)
+    activity = Activity()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core, tensor_content=tensor_content), server
+        PredictionService(core, tensor_content=tensor_content, activity=activity), server
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, manager, activity=activity), server)
     health_servicer = health.aio.HealthServicer()
     for service in ("", "ModelService", "PredictionService"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.health_servicer = health_servicer  # type: ignore[attr-defined]  # for graceful shutdown
+    server.activity = activity  # type: ignore[attr-defined]
     return server

@@ -24,6 +24,7 @@ from serving._model_config import read_model_config_file, single_model_config
 logger = logging.getLogger("tfstack.serving")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
+DRAIN_QUIET_SECONDS = 0.2
 EXIT_FAILURE = 255  # TF Serving returns -1 from main
 
 
@@ -166,12 +167,16 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
 async def _shutdown(grpc_server, rest_runner, manager: ModelManager, core: ServerCore) -> None:
     steps = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
     if grpc_server is not None:
         health = getattr(grpc_server, "health_servicer", None)
         if health is not None:
             with contextlib.suppress(Exception):
                 await health.enter_graceful_shutdown()
-        steps.append(grpc_server.stop(SHUTDOWN_GRACE_SECONDS))
+        # Calls that already reached us are answered before grpc.aio's stop() would cancel them.
+        await grpc_server.activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=deadline)
+        steps.append(grpc_server.stop(max(0.1, deadline - loop.time())))
     if rest_runner is not None:
         steps.append(rest_runner.cleanup())
     results = await asyncio.gather(*steps, return_exceptions=True)
