@@ -119,6 +119,11 @@ def train(
         out.print(f"TensorBoard logs: {result.run_dir / 'logs'}")
     if no_export:
         return
+    if not result.is_chief:
+        # Every multi-worker process runs this command; the chief alone publishes the shared model.
+        if not quiet:
+            out.print("Not the chief worker of this multi-worker run: nothing to publish.")
+        return
     import export
 
     try:

@@ -101,7 +101,8 @@ def _table_stem(inputs, dataset: Dataset):
     for f in dataset.features:
         if f.dtype != "string":
             continue
-        vocabulary = sorted({str(v) for v in dataset.train.inputs[f.name]})
+        # "[UNK]" is StringLookup's out-of-vocabulary token; listing it too is an error, and it maps there anyway.
+        vocabulary = sorted({str(v) for v in dataset.train.inputs[f.name]} - {"[UNK]"})
         lookup = layers.StringLookup(
             vocabulary=vocabulary, num_oov_indices=1, output_mode="one_hot", name=f"lookup_{f.name}"
         )

@@ -32,6 +32,8 @@ class TrainResult:
     confusion_matrix: list[list[int]] | None
     history: dict[str, list[float]]
     run_dir: Path
+    # False on the non-chief workers of a multi-worker run: only the chief should publish.
+    is_chief: bool = True
 
     def export_spec(self, *, parent_version: int | None = None):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
@@ -146,6 +148,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         confusion_matrix=confusion,
         history={k: [float(v) for v in values] for k, values in history.history.items()},
         run_dir=run_dir,
+        is_chief=bool(getattr(strategy.extended, "should_checkpoint", True)),
     )
     _write_run_summary(result)
     return result
