@@ -267,8 +267,9 @@ def _httpx_kwargs(
         "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         "timeout": None,
     }
-    if url.startswith("https://"):
-        kwargs["verify"] = _ssl_context(tls)
+    # A plain-http base URL never does TLS; not building httpx's default SSL context (it loads
+    # the whole CA bundle) saves a few hundred milliseconds per client.
+    kwargs["verify"] = _ssl_context(tls) if url.startswith("https://") else False
     return kwargs
 
 
