@@ -358,64 +358,7 @@ class ServerCore:
         Validation and texts follow TF Serving's predict_util.cc (spec §3.3): unknown signature
         FAILED_PRECONDITION; input count/alias, output_filter and dtype errors INVALID_ARGUMENT.
         """
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        feeds, aliases = self._prepare_predict(servable, signature_name, inputs, output_filter)
-        outputs = await self._run(timeout, servable._call, signature_name, feeds)
-        return {alias: outputs[alias] for alias in aliases}
-
-    def _prepare_predict(self, servable, signature_name, inputs, output_filter):
-        signature = servable.signature_defs.get(signature_name)
-        if signature is None:
-            raise StatusError(Code.FAILED_PRECONDITION, f"Serving signature key \"{signature_name}\" not found.")
-        request_names, signature_names = set(inputs), set(signature.inputs)
-        defaults = set(signature.defaults)
-        if len(inputs) > len(signature.inputs) or (len(inputs) < len(signature.inputs) and not defaults):
-            raise StatusError(
-                Code.INVALID_ARGUMENT,
-                f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
-                f"len({{{','.join(sorted(request_names))}}}) != len({{{','.join(sorted(signature_names))}}}). "
-                f"Sent extra: {{{','.join(sorted(request_names - signature_names))}}}. "
-                f"Missing but required: {{{','.join(sorted(signature_names - request_names - defaults))}}}.",
-            )
-        feeds: dict[str, Any] = {}
-        for index, alias in enumerate(sorted(signature.inputs)):
-            info = signature.inputs[alias]
-            if alias not in inputs:
-                if alias in defaults:
-                    continue  # the graph's own default feeds it
-                raise StatusError(
-                    Code.INVALID_ARGUMENT,
-                    f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no default "
-                    f"value provided. Inputs expected to be in the request {{{','.join(sorted(request_names))}}}, "
-                    f"or default input alias set: {','.join(sorted(defaults))}",
-                )
-            array = np.asarray(inputs[alias])
-            got = _array_dtype_enum(array)
-            if info.dtype and got != info.dtype:
-                raise StatusError(
-                    Code.INVALID_ARGUMENT,
-                    f"Expects arg[{index}] to be {_dtype_name(info.dtype)} but {_dtype_name(got)} is provided",
-                )
-            feeds[alias] = array
-        if request_names - signature_names:
-            raise StatusError(
-                Code.INVALID_ARGUMENT,
-                "Request inputs contain aliases not exist in the signature: "
-                f"{','.join(sorted(request_names - signature_names))}",
-            )
-        seen: set[str] = set()
-        for alias in output_filter:
-            if alias not in signature.outputs:
-                raise StatusError(
-                    Code.INVALID_ARGUMENT,
-                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                    f"{{{','.join(sorted(signature.outputs))}}}.",
-                )
-            if alias in seen:
-                raise StatusError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
-            seen.add(alias)
-        aliases = list(output_filter) if output_filter else sorted(signature.outputs)
-        return feeds, aliases
+        return await self._run(timeout, run_predict, servable, signature_name, inputs, output_filter)
 
     async def classify(
         self,
@@ -431,12 +374,7 @@ class ServerCore:
         `context` (a serialized Example) is prepended to every example, as TF Serving does for
         ExampleListWithContext.
         """
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        signature = self._signature_for(servable, signature_name)
-        _check_classification_signature(signature)
-        serialized = _serialize_examples(examples, context)
-        outputs = await self._run(timeout, _call_examples, servable, signature_name, "inputs", serialized)
-        return _classifications(outputs, len(serialized))
+        return await self._run(timeout, run_classify, servable, signature_name, examples, context)
 
     async def regress(
         self,
@@ -448,12 +386,7 @@ class ServerCore:
         context: bytes = b"",
     ) -> list[float]:
         """Regress serialized tf.Examples; one float per example (spec §1.7)."""
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        signature = self._signature_for(servable, signature_name)
-        _check_regression_signature(signature)
-        serialized = _serialize_examples(examples, context)
-        outputs = await self._run(timeout, _call_examples, servable, signature_name, "inputs", serialized)
-        return _regressions(outputs, len(serialized))
+        return await self._run(timeout, run_regress, servable, signature_name, examples, context)
 
     async def multi_inference(
         self,
@@ -469,57 +402,158 @@ class ServerCore:
         Returns one result per task, in order: Classifications for classify tasks, a list of
         floats for regress tasks. Validation texts follow multi_inference.cc (spec §3.3).
         """
-        model_name = ""
-        seen: set[str] = set()
-        input_tensor = ""
-        plan: list[tuple[str, str]] = []
-        for task in tasks:
-            if not task.model_name:
-                raise StatusError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
-            if model_name and task.model_name != model_name:
-                raise StatusError(
-                    Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest must access the same model name."
-                )
-            model_name = task.model_name
-            signature_name = task.signature_name or DEFAULT_SIGNATURE
-            if signature_name in seen:
-                raise StatusError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {signature_name}")
-            seen.add(signature_name)
-            signature = servable.signature_defs.get(signature_name)
-            if signature is None:
-                raise StatusError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {signature_name}")
-            if task.method_name == CLASSIFY_METHOD:
-                _check_classification_signature(signature)
-            elif task.method_name == REGRESS_METHOD:
-                _check_regression_signature(signature)
-            else:
-                raise StatusError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
-            name = signature.inputs["inputs"].name
-            if input_tensor and name != input_tensor:
-                raise StatusError(Code.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
-            input_tensor = name
-            plan.append((signature_name, task.method_name))
-        serialized = _serialize_examples(examples, context)
-
-        def run_all() -> list[dict[str, np.ndarray]]:
-            return [_call_examples(servable, name, "inputs", serialized) for name, _ in plan]
-
-        outputs = await self._run(timeout, run_all)
-        return [
-            _classifications(out, len(serialized)) if method == CLASSIFY_METHOD else _regressions(out, len(serialized))
-            for (_, method), out in zip(plan, outputs)
-        ]
-
-    @staticmethod
-    def _signature_for(servable: Servable, signature_name: str) -> SignatureDef:
-        signature = servable.signature_defs.get(signature_name)
-        if signature is None:
-            raise StatusError(Code.INVALID_ARGUMENT, f"No signature was found with the name: {signature_name}")
-        return signature
+        return await self._run(timeout, run_multi_inference, servable, tasks, examples, context)
 
     def close(self) -> None:
         """Stop the inference pool (waits for running calls)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------- blocking entry points
+# These run on the inference pool (or in a loader thread, for warmup): one hop per request.
+
+
+def run_predict(
+    servable: Servable, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+) -> dict[str, np.ndarray]:
+    """Blocking Predict with TF Serving's validation (see ServerCore.predict)."""
+    signature_name = signature_name or DEFAULT_SIGNATURE
+    feeds, aliases = _prepare_predict(servable, signature_name, inputs, output_filter)
+    outputs = servable._call(signature_name, feeds)
+    return {alias: outputs[alias] for alias in aliases}
+
+
+def run_classify(servable: Servable, signature_name: str, examples: Sequence[bytes], context: bytes = b"") -> Classifications:
+    """Blocking Classify (see ServerCore.classify)."""
+    signature_name = signature_name or DEFAULT_SIGNATURE
+    _check_classification_signature(_signature_for(servable, signature_name))
+    serialized = _serialize_examples(examples, context)
+    return _classifications(_call_examples(servable, signature_name, "inputs", serialized), len(serialized))
+
+
+def run_regress(servable: Servable, signature_name: str, examples: Sequence[bytes], context: bytes = b"") -> list[float]:
+    """Blocking Regress (see ServerCore.regress)."""
+    signature_name = signature_name or DEFAULT_SIGNATURE
+    _check_regression_signature(_signature_for(servable, signature_name))
+    serialized = _serialize_examples(examples, context)
+    return _regressions(_call_examples(servable, signature_name, "inputs", serialized), len(serialized))
+
+
+def run_multi_inference(
+    servable: Servable, tasks: Sequence[InferenceTask], examples: Sequence[bytes], context: bytes = b""
+) -> list[Classifications | list[float]]:
+    """Blocking MultiInference (see ServerCore.multi_inference)."""
+    model_name = ""
+    seen: set[str] = set()
+    input_tensor = ""
+    plan: list[tuple[str, str]] = []
+    for task in tasks:
+        if not task.model_name:
+            raise StatusError(Code.INVALID_ARGUMENT, "Found ModelSpec with an empty model name.")
+        if model_name and task.model_name != model_name:
+            raise StatusError(
+                Code.INVALID_ARGUMENT, "All ModelSpecs in a MultiInferenceRequest must access the same model name."
+            )
+        model_name = task.model_name
+        signature_name = task.signature_name or DEFAULT_SIGNATURE
+        if signature_name in seen:
+            raise StatusError(Code.INVALID_ARGUMENT, f"Duplicate evaluation of signature: {signature_name}")
+        seen.add(signature_name)
+        signature = servable.signature_defs.get(signature_name)
+        if signature is None:
+            raise StatusError(Code.INVALID_ARGUMENT, f"Requested signature not found in model graph: {signature_name}")
+        if task.method_name == CLASSIFY_METHOD:
+            _check_classification_signature(signature)
+        elif task.method_name == REGRESS_METHOD:
+            _check_regression_signature(signature)
+        else:
+            raise StatusError(Code.UNIMPLEMENTED, f"Unsupported signature method_name: {task.method_name}")
+        name = signature.inputs["inputs"].name
+        if input_tensor and name != input_tensor:
+            raise StatusError(Code.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
+        input_tensor = name
+        plan.append((signature_name, task.method_name))
+    serialized = _serialize_examples(examples, context)
+    results: list[Classifications | list[float]] = []
+    for signature_name, method in plan:
+        outputs = _call_examples(servable, signature_name, "inputs", serialized)
+        results.append(
+            _classifications(outputs, len(serialized)) if method == CLASSIFY_METHOD else _regressions(outputs, len(serialized))
+        )
+    return results
+
+
+def examples_from_input(model_input) -> tuple[list[bytes], bytes]:
+    """A `tensorflow.serving.Input` as (serialized examples, serialized context or b"")."""
+    kind = model_input.WhichOneof("kind")
+    if kind == "example_list":
+        return [e.SerializeToString() for e in model_input.example_list.examples], b""
+    if kind == "example_list_with_context":
+        group = model_input.example_list_with_context
+        return [e.SerializeToString() for e in group.examples], group.context.SerializeToString()
+    return [], b""
+
+
+def _signature_for(servable: Servable, signature_name: str) -> SignatureDef:
+    signature = servable.signature_defs.get(signature_name)
+    if signature is None:
+        raise StatusError(Code.INVALID_ARGUMENT, f"No signature was found with the name: {signature_name}")
+    return signature
+
+
+def _prepare_predict(servable, signature_name, inputs, output_filter):
+    signature = servable.signature_defs.get(signature_name)
+    if signature is None:
+        raise StatusError(Code.FAILED_PRECONDITION, f"Serving signature key \"{signature_name}\" not found.")
+    request_names, signature_names = set(inputs), set(signature.inputs)
+    defaults = set(signature.defaults)
+    if len(inputs) > len(signature.inputs) or (len(inputs) < len(signature.inputs) and not defaults):
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
+            f"len({{{','.join(sorted(request_names))}}}) != len({{{','.join(sorted(signature_names))}}}). "
+            f"Sent extra: {{{','.join(sorted(request_names - signature_names))}}}. "
+            f"Missing but required: {{{','.join(sorted(signature_names - request_names - defaults))}}}.",
+        )
+    feeds: dict[str, Any] = {}
+    for index, alias in enumerate(sorted(signature.inputs)):
+        info = signature.inputs[alias]
+        if alias not in inputs:
+            if alias in defaults:
+                continue  # the graph's own default feeds it
+            raise StatusError(
+                Code.INVALID_ARGUMENT,
+                f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no default "
+                f"value provided. Inputs expected to be in the request {{{','.join(sorted(request_names))}}}, "
+                f"or default input alias set: {','.join(sorted(defaults))}",
+            )
+        array = np.asarray(inputs[alias])
+        got = _array_dtype_enum(array)
+        if info.dtype and got != info.dtype:
+            raise StatusError(
+                Code.INVALID_ARGUMENT,
+                f"Expects arg[{index}] to be {_dtype_name(info.dtype)} but {_dtype_name(got)} is provided",
+            )
+        feeds[alias] = array
+    if request_names - signature_names:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            "Request inputs contain aliases not exist in the signature: "
+            f"{','.join(sorted(request_names - signature_names))}",
+        )
+    seen: set[str] = set()
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise StatusError(
+                Code.INVALID_ARGUMENT,
+                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                f"{{{','.join(sorted(signature.outputs))}}}.",
+            )
+        if alias in seen:
+            raise StatusError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
+    aliases = list(output_filter) if output_filter else sorted(signature.outputs)
+    return feeds, aliases
 
 
 # --------------------------------------------------------------------- classify / regress rules

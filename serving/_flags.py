@@ -102,7 +102,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "max_num_load_retries", "load_retry_interval_micros", "saved_model_tags", "grpc_max_threads",
         "enable_grpc_healthcheck_service", "enable_serialization_as_tensor_content", "version", "host",
         "num_load_threads", "num_unload_threads", "flush_filesystem_caches", "enable_profiler",
-        "remove_unused_fields_from_bundle_metagraph", "enable_model_warmup",
+        "remove_unused_fields_from_bundle_metagraph", "enable_model_warmup", "num_request_iterations_for_warmup",
     }
 )
 

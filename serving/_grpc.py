@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving._core import DEFAULT_SIGNATURE, InferenceTask, Servable, ServerCore
+from serving._core import DEFAULT_SIGNATURE, InferenceTask, Servable, ServerCore, examples_from_input
 from serving._errors import Code, StatusError
 
 logger = logging.getLogger("tfstack.serving")
@@ -180,13 +180,7 @@ def _dims(shape: Sequence[int]):
 
 
 def _examples(request) -> tuple[list[bytes], bytes]:
-    kind = request.input.WhichOneof("kind")
-    if kind == "example_list":
-        return [e.SerializeToString() for e in request.input.example_list.examples], b""
-    if kind == "example_list_with_context":
-        group = request.input.example_list_with_context
-        return [e.SerializeToString() for e in group.examples], group.context.SerializeToString()
-    return [], b""
+    return examples_from_input(request.input)
 
 
 def _fill_classifications(result, classifications) -> None:

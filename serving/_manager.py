@@ -48,6 +48,8 @@ class ManagerOptions:
     saved_model_tags: tuple[str, ...] = ("serve",)
     allow_version_labels_for_unavailable_models: bool = False
     load_threads: int = 2
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 0  # 0 -> one replay, as TF Serving
 
 
 def _servable_id(name: str, version: int) -> str:
@@ -301,10 +303,7 @@ class ModelManager:
                 if attempt:
                     logger.info("Retrying load on servable version %s retry: %d", sid, attempt)
                 try:
-                    servable = await loop.run_in_executor(
-                        self._load_executor,
-                        lambda: load_servable(name, version, Path(path), tags=self._options.saved_model_tags),
-                    )
+                    servable = await loop.run_in_executor(self._load_executor, self._load_and_warm, name, version, path)
                 except StatusError as exc:
                     error = exc
                 except Exception as exc:  # a loader bug must not kill the manager; report it on the version
@@ -335,6 +334,14 @@ class ModelManager:
                     self._models.pop(name, None)
             else:
                 self._notify()
+
+    def _load_and_warm(self, name: str, version: int, path: str):
+        servable = load_servable(name, version, Path(path), tags=self._options.saved_model_tags)
+        if self._options.enable_model_warmup:
+            from serving._warmup import run_warmup
+
+            run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
+        return servable
 
     def _unload(self, name: str, version: int) -> None:
         sid = _servable_id(name, version)

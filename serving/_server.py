@@ -105,6 +105,8 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             saved_model_tags=options.tags,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
             load_threads=max(2, options.num_load_threads),
+            enable_model_warmup=options.enable_model_warmup,
+            num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
         ),
     )
     grpc_server = None

@@ -1,0 +1,108 @@
+"""Warmup replay (spec §5): supported log types, limits, and a bad file failing only that version."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving import Code, ServerCore, State, StatusError, load_servable
+from serving._manager import ManagerOptions, ModelManager
+from serving._model_config import single_model_config
+from serving._warmup import run_warmup, warmup_path
+
+
+def _example(x: float) -> tf.train.Example:
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(x)
+    return example
+
+
+def _logs() -> list:
+    predict = prediction_log_pb2.PredictionLog()
+    predict.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0], dtype=tf.float32))
+    regress = prediction_log_pb2.PredictionLog()
+    regress.regress_log.request.model_spec.signature_name = "regress_x_to_y"
+    regress.regress_log.request.input.example_list.examples.append(_example(2.0))
+    classify = prediction_log_pb2.PredictionLog()
+    classify.classify_log.request.model_spec.signature_name = "classify_x_to_y"
+    classify.classify_log.request.input.example_list.examples.append(_example(2.0))
+    multi = prediction_log_pb2.PredictionLog()
+    task = multi.multi_inference_log.request.tasks.add(method_name="tensorflow/serving/regress")
+    task.model_spec.name = "m"
+    task.model_spec.signature_name = "regress_x_to_y"
+    multi.multi_inference_log.request.input.example_list.examples.append(_example(2.0))
+    return [predict, regress, classify, multi, prediction_log_pb2.PredictionLog()]  # the empty one is skipped
+
+
+@pytest.fixture
+def version_dir(tmp_path: Path, half_plus_two_base: Path) -> Path:
+    target = tmp_path / "m" / "1"
+    shutil.copytree(half_plus_two_base / "123", target)
+    return target
+
+
+def _write(path: Path, records: list[bytes]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+
+
+def test_all_supported_log_types_replay(version_dir: Path):
+    _write(warmup_path(version_dir), [log.SerializeToString() for log in _logs()])
+    assert run_warmup(load_servable("m", 1, version_dir), iterations=2) == 5
+
+
+def test_no_file_is_fine(version_dir: Path):
+    assert run_warmup(load_servable("m", 1, version_dir)) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "text"),
+    [
+        ("session_run", Code.UNIMPLEMENTED, "Unsupported log_type for warmup: 5"),
+        ("too_many", Code.INVALID_ARGUMENT, "Number of warmup records exceeds the maximum (1000) at "),
+        ("garbage", Code.INVALID_ARGUMENT, "Failed to parse warmup record: "),
+        ("not_tfrecord", Code.DATA_LOSS, "Please verify your warmup data is in TFRecord format."),
+        ("bad_request", Code.FAILED_PRECONDITION, 'Serving signature key "nope" not found.'),
+    ],
+)
+def test_bad_warmup_files(version_dir: Path, content, code, text):
+    path = warmup_path(version_dir)
+    if content == "session_run":
+        log = prediction_log_pb2.PredictionLog()
+        log.session_run_log.SetInParent()
+        _write(path, [log.SerializeToString()])
+    elif content == "too_many":
+        _write(path, [b""] * 1001)
+    elif content == "garbage":
+        _write(path, [b"\xff\xff\xff"])
+    elif content == "not_tfrecord":
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"this is not a tfrecord file at all")
+    else:
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.model_spec.signature_name = "nope"
+        _write(path, [log.SerializeToString()])
+    with pytest.raises(StatusError) as info:
+        run_warmup(load_servable("m", 1, version_dir))
+    assert info.value.code is code and text in info.value.message
+
+
+async def test_a_bad_warmup_file_fails_that_version_load(version_dir: Path):
+    _write(warmup_path(version_dir), [b"\xff\xff\xff"])
+    core = ServerCore(inference_threads=1)
+    manager = ModelManager(core, ManagerOptions(file_system_poll_wait_seconds=0, max_num_load_retries=0))
+    try:
+        with pytest.raises(StatusError, match="did not become available"):
+            await manager.apply_config(single_model_config("m", str(version_dir.parent)))
+        (row,) = core.model_status("m")
+        assert row.state is State.END and row.error_code is Code.INVALID_ARGUMENT
+        assert "Failed to parse warmup record" in row.error_message
+    finally:
+        await manager.close()
+        core.close()
