@@ -304,7 +304,7 @@ def _grpc_features(example: pb.Example) -> dict:
     return out
 
 
-def start_grpc_server(fake: FakeServing) -> tuple[grpc.Server, int]:
+def start_grpc_server(fake: FakeServing, credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, int]:
     def guard(fn):
         def run(request, context):
             try:
@@ -409,7 +409,10 @@ def start_grpc_server(fake: FakeServing) -> tuple[grpc.Server, int]:
             "GetModelStatus": handler(status, pb.GetModelStatusRequest, pb.GetModelStatusResponse),
         }),
     ))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if credentials is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     return server, port
 
