@@ -140,8 +140,14 @@ def _check_repository(config: TrainConfig, base_path: str, version: int | None) 
     """Fail before training, not after, on a base path that is a file or a version that exists."""
     from training._datasets import dataset_name
 
-    if Path(base_path).is_file():
+    path = Path(base_path)
+    if path.is_file():
         raise ConfigError(f"--base-path must be a directory, but it is a file. Received: base_path={base_path!r}")
+    blocking = next((p for p in path.parents if p.is_file()), None)
+    if blocking is not None:
+        raise ConfigError(
+            f"--base-path cannot be created: {str(blocking)!r} is a file. Received: base_path={base_path!r}"
+        )
     if version is None:
         return
     import export

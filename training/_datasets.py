@@ -104,6 +104,8 @@ def load_dataset(config: TrainConfig | None = None) -> Dataset:
         (105, 4)
     """
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig. Received: config={config!r}")
     if config.csv_path is not None:
         name, source, kind, features, inputs, labels, class_names, task = _load_csv(config)
     elif config.image_dir is not None:

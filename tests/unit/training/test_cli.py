@@ -31,6 +31,7 @@ def _run(args: list[str]):
         (["--epochs", "0"], "Received: epochs=0"),
         (["--version", "0"], "--version must be >= 1. Received: version=0"),
         (["--base-path", "{file}"], "--base-path must be a directory, but it is a file"),
+        (["--base-path", "{file}/models"], "--base-path cannot be created: "),
         (["--dataset", "iris", "--csv", "{csv}", "--target", "label"], "Use one data source"),
     ],
 )
@@ -55,3 +56,18 @@ def test_existing_version_is_refused_before_training(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "Version 3 of model 'iris' already exists" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_export_errors_are_one_line_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import export
+
+    def refuse(spec, base_path, *, version=None):
+        assert isinstance(spec, export.ExportSpec) and spec.model_name == "iris"
+        raise export.RepositoryError(f"Cannot write into {base_path}: disk full")
+
+    monkeypatch.setattr(export, "publish", refuse)
+    result = _run(["--dataset", "iris", "--epochs", "1", "--quiet", "--base-path", str(tmp_path / "m"),
+                   "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"Error: Cannot write into {tmp_path / 'm'}: disk full"
+    assert "Traceback" not in result.output
