@@ -46,6 +46,8 @@ def _build_model(kind: str):
         numeric = keras.layers.Concatenate()(
             [keras.ops.expand_dims(age, -1), keras.ops.expand_dims(keras.ops.cast(visits, "float32"), -1)]
         )
+        # Scaled so the probabilities are not saturated at 0/1, which would make comparisons trivial.
+        numeric = keras.layers.Rescaling(0.02)(numeric)
         h = keras.layers.Dense(6, activation="relu")(keras.layers.Concatenate()([numeric, one_hot]))
         out = keras.layers.Dense(2, activation="softmax")(h)
         return keras.Model({"age": age, "color": color, "visits": visits}, out)
