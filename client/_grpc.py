@@ -28,7 +28,8 @@ from client._results import (
     TensorInfo,
     VersionStatus,
 )
-from client._tensors import friendly_dtype, to_ndarray, to_tensor_proto
+from client._dtypes import friendly_dtype
+from client._tensors import to_ndarray, to_tensor_proto
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 CLASSIFY = "/tensorflow.serving.PredictionService/Classify"

@@ -18,7 +18,7 @@ import orjson
 
 from client._arguments import Feature
 from client._errors import BadResponseError
-from client._tensors import DTYPE_BY_NAME
+from client._dtypes import DTYPE_BY_NAME
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from client import _json_codec as codec_json
 from client._arguments import Feature, ModelSelector
+from client._dtypes import DT_NAME_BY_FRIENDLY, friendly_dtype
 from client._errors import (
     HTTP_TO_CODE,
     BadResponseError,
@@ -42,7 +43,6 @@ from client._results import (
     TensorInfo,
     VersionStatus,
 )
-from client._tensors import friendly_dtype
 
 _JSON_FORMATS = ("columnar", "row")
 
@@ -164,15 +164,8 @@ class RestCodec:
         return ModelStatus(model_name=sel.model_name, versions=versions)
 
 
-_DT_BY_FRIENDLY: dict[str, str] = {}
-
-
 def _dt_names(friendly: Mapping[str, str]) -> dict[str, str]:
-    if not _DT_BY_FRIENDLY:
-        from client._tensors import FRIENDLY_NAME
-
-        _DT_BY_FRIENDLY.update({v: k for k, v in FRIENDLY_NAME.items()})
-    return {name: _DT_BY_FRIENDLY.get(dt, dt) for name, dt in friendly.items()}
+    return {name: DT_NAME_BY_FRIENDLY.get(dt, dt) for name, dt in friendly.items()}
 
 
 def _tensor_info(info: Mapping[str, Any]) -> TensorInfo:
@@ -236,11 +229,7 @@ def _reply(status: int, body: bytes) -> Any:
     if not message:
         text = body[:300].decode("utf-8", "replace").strip()
         message = f"HTTP {status}" + (f": {text}" if text else " with an empty body")
-    return _raise(error_for(code, message, http_status=status))
-
-
-def _raise(error: ServingError) -> Any:
-    raise error
+    raise error_for(code, message, http_status=status)
 
 
 def _ssl_context(tls: TlsConfig | None) -> ssl.SSLContext:

@@ -1,4 +1,4 @@
-"""numpy <-> TensorProto without TensorFlow, and the DataType <-> numpy dtype table.
+"""numpy <-> TensorProto without TensorFlow.
 
 Numeric arrays are written as `tensor_content` (one memcpy, no per-element encoding); strings
 go to `string_val`. Reading accepts both `tensor_content` and the typed fields (`float_val`,
@@ -9,43 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from client._dtypes import DTYPE_BY_NAME
 from client._errors import BadResponseError
 from client._proto import tfstack_serving_pb2 as pb
-
-# DataType enum name -> numpy dtype (None: strings, kept as object arrays of bytes).
-DTYPE_BY_NAME: dict[str, np.dtype | None] = {
-    "DT_FLOAT": np.dtype("<f4"),
-    "DT_DOUBLE": np.dtype("<f8"),
-    "DT_INT32": np.dtype("<i4"),
-    "DT_UINT8": np.dtype("u1"),
-    "DT_INT16": np.dtype("<i2"),
-    "DT_INT8": np.dtype("i1"),
-    "DT_STRING": None,
-    "DT_COMPLEX64": np.dtype("<c8"),
-    "DT_INT64": np.dtype("<i8"),
-    "DT_BOOL": np.dtype("?"),
-    "DT_UINT16": np.dtype("<u2"),
-    "DT_COMPLEX128": np.dtype("<c16"),
-    "DT_HALF": np.dtype("<f2"),
-    "DT_UINT32": np.dtype("<u4"),
-    "DT_UINT64": np.dtype("<u8"),
-}
-
-# numpy-style names used in results (TensorInfo.dtype).
-FRIENDLY_NAME: dict[str, str] = {
-    "DT_STRING": "string",
-    "DT_BFLOAT16": "bfloat16",
-    **{name: np.dtype(dt).name for name, dt in DTYPE_BY_NAME.items() if dt is not None},
-}
 
 _NAME_BY_KIND_SIZE: dict[tuple[str, int], str] = {
     (dt.kind, dt.itemsize): name for name, dt in DTYPE_BY_NAME.items() if dt is not None
 }
-
-
-def friendly_dtype(dt_name: str) -> str:
-    """'DT_FLOAT' -> 'float32'; unknown names are returned unchanged."""
-    return FRIENDLY_NAME.get(dt_name, dt_name)
 
 
 def _dt_name(array: np.ndarray) -> str:

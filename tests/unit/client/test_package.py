@@ -57,3 +57,11 @@ def test_our_protos_coexist_with_tensorflows():
         "print(json.dumps([ours.PredictRequest.DESCRIPTOR.full_name, predict_pb2.PredictRequest.DESCRIPTOR.full_name]))"
     )
     assert loaded == ["tfstack.serving_wire.PredictRequest", "tensorflow.serving.PredictRequest"]
+
+
+def test_a_rest_only_client_never_loads_grpc_or_protobuf():
+    loaded = _fresh(
+        "import sys, json, client; client.ServingClient.rest('http://127.0.0.1:1').close(); "
+        "print(json.dumps(sorted(m for m in ('grpc', 'google.protobuf') if m in sys.modules)))"
+    )
+    assert loaded == []
