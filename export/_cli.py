@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -75,16 +77,13 @@ def show(model_name: str, version: int | None, base_path: str, as_json: bool) ->
     _print_manifest(manifest, str(path))
 
 
-class _errors:
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
     """Turn repository errors and bad names into one-line ClickExceptions (no traceback)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
-        if exc is not None and isinstance(exc, (ExportError, ValueError, TypeError)):
-            raise click.ClickException(str(exc)) from exc
-        return False
+    try:
+        yield
+    except (ExportError, ValueError, TypeError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _version_row(repo: ModelRepository, model_name: str, version: int, *, latest: bool) -> tuple[str, ...]:

@@ -14,11 +14,13 @@ Guarantees (what serving and rollout can rely on):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -303,26 +305,24 @@ class ModelRepository:
             raise RepositoryError(f"Cannot write into {model_dir}: permission denied (base_path {self.base_path}).")
         return model_dir
 
-    def _publish_lock(self, model_dir: Path):
+    @contextlib.contextmanager
+    def _publish_lock(self, model_dir: Path) -> Iterator[None]:
+        """Hold the per-model lock that serialises choosing a version number and renaming."""
         from filelock import FileLock, Timeout
 
         lock = FileLock(str(model_dir / LOCK_NAME), timeout=self.lock_timeout)
-
-        class _Guard:
-            def __enter__(self_inner) -> None:
-                try:
-                    lock.acquire()
-                except Timeout as exc:
-                    raise RepositoryError(
-                        f"Timed out after {self.lock_timeout:g}s waiting for {lock.lock_file}; another publisher holds it."
-                    ) from exc
-                except OSError as exc:
-                    raise RepositoryError(f"Cannot lock {lock.lock_file}: {exc}") from exc
-
-            def __exit__(self_inner, *exc_info: object) -> None:
-                lock.release()
-
-        return _Guard()
+        try:
+            lock.acquire()
+        except Timeout as exc:
+            raise RepositoryError(
+                f"Timed out after {self.lock_timeout:g}s waiting for {lock.lock_file}; another publisher holds it."
+            ) from exc
+        except OSError as exc:
+            raise RepositoryError(f"Cannot lock {lock.lock_file}: {exc}") from exc
+        try:
+            yield
+        finally:
+            lock.release()
 
     @staticmethod
     def _remove_stale(model_dir: Path) -> None:
