@@ -19,6 +19,7 @@ import base64
 import binascii
 import math
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,7 @@ ROW = "row"
 COLUMNAR = "columnar"
 
 _MAX_DEBUG_BYTES = 256
+_F32 = struct.Struct("f")
 # TensorShape's own limit; numpy cannot go that far, so deeper tensors fail the way TF would
 # fail to build them from the request proto.
 _MAX_NUMPY_RANK = 64
@@ -997,7 +999,10 @@ def format_float(value: float, *, is_float32: bool) -> str:
     if value in (math.inf, -math.inf):
         return "Infinity" if value > 0 else "-Infinity"
     text = "%.6g" % value
-    back = float(np.float32(text)) if is_float32 else float(text)
+    try:
+        back = _F32.unpack(_F32.pack(float(text)))[0] if is_float32 else float(text)
+    except OverflowError:  # rounded past float32's range: cannot round-trip
+        back = math.nan
     if back != value:
         text = ("%.9g" if is_float32 else "%.17g") % value
     if "." not in text and "e" not in text:
@@ -1013,6 +1018,8 @@ def _format_floats(arr: np.ndarray) -> list[str]:
     is_f32 = arr.dtype == np.float32
     flat = arr.reshape(-1)
     values = flat.tolist()
+    if len(values) <= 8:  # numpy's per-call overhead dominates tiny outputs
+        return [format_float(v, is_float32=is_f32) for v in values]
     texts = ["%.6g" % v for v in values]
     back = np.array(texts, dtype=np.float64)
     if is_f32:

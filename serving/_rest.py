@@ -231,12 +231,6 @@ class _RestApi:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
-    async def _with_timeout(self, awaitable: Any) -> Any:
-        if self._timeout is None:
-            return await awaitable
-        # The core enforces the deadline itself; this only backs it up.
-        return await asyncio.wait_for(awaitable, self._timeout + 1.0)
-
     async def _predict(self, model: _ModelPath, body: bytes) -> bytes:
         doc = await self._off_loop(len(body), jt.parse_json, body)
         signature_name = jt.signature_name_from_json(doc)
@@ -251,9 +245,8 @@ class _RestApi:
         inputs, fmt = await self._off_loop(
             len(body), _convert_inputs, doc, input_dtypes, signature_name, body
         )
-        outputs = await self._with_timeout(
-            self._core.predict(servable, resolved, inputs, timeout=self._timeout)
-        )
+        # The core enforces the deadline (DEADLINE_EXCEEDED -> 504) on its inference pool.
+        outputs = await self._core.predict(servable, resolved, inputs, timeout=self._timeout)
         out_bytes = sum(getattr(v, "nbytes", 0) for v in outputs.values())
         return await self._off_loop(out_bytes, jt.predict_response_json, outputs, fmt)
 
@@ -268,11 +261,9 @@ class _RestApi:
         servable = self._core.resolve(model.name, version=model.version, label=model.label)
         resolved = signature_name or "serving_default"
         if classify:
-            results = await self._with_timeout(
-                self._core.classify(servable, resolved, examples, timeout=self._timeout)
-            )
+            results = await self._core.classify(servable, resolved, examples, timeout=self._timeout)
             return jt.classify_response_json(results)
-        values = await self._with_timeout(self._core.regress(servable, resolved, examples, timeout=self._timeout))
+        values = await self._core.regress(servable, resolved, examples, timeout=self._timeout)
         return jt.regress_response_json(values)
 
     def _status(self, model: _ModelPath) -> bytes:
