@@ -176,6 +176,16 @@ def check_predict_document(document: Any, *, row_format: bool) -> None:
         )
 
 
+def named_outputs(document: Any, *, row_format: bool) -> set[str] | None:
+    """The output names a :predict response carries (None when it has one unnamed output)."""
+    payload = document["predictions" if row_format else "outputs"]
+    if row_format:
+        payload = payload[0] if isinstance(payload, list) and payload else None
+    if isinstance(payload, dict) and not is_b64(payload):
+        return set(payload)
+    return None
+
+
 def predict_outputs(
     document: Any, output_dtypes: Mapping[str, str], *, row_format: bool
 ) -> dict[str, np.ndarray]:

@@ -75,20 +75,22 @@ class Codec(Protocol):
 
 
 class SignatureCache:
-    """Signatures by (model, version, label, signature), fetched once with get_model_metadata.
+    """Signatures by (model, version, label, signature), fetched with get_model_metadata.
 
     Used where the wire format leaves something out: the name of a single input (gRPC needs
-    it), and output names and dtypes (REST JSON drops them).
+    it), and output names and dtypes (REST JSON drops them). A pinned version never changes;
+    "latest" and labels can move to a new version, so those entries expire after `ttl` seconds.
     """
 
-    def __init__(self) -> None:
-        self._entries: dict[tuple, SignatureInfo] = {}
+    def __init__(self, ttl: float = 30.0) -> None:
+        self._entries: dict[tuple, tuple[SignatureInfo, float]] = {}
+        self._ttl = ttl
 
-    def lookup(self, codec: Codec, sel: ModelSelector) -> Operation[SignatureInfo]:
+    def lookup(self, codec: Codec, sel: ModelSelector, *, refresh: bool = False) -> Operation[SignatureInfo]:
         key = (sel.model_name, sel.version, sel.version_label, sel.signature_name)
         cached = self._entries.get(key)
-        if cached is not None:
-            return cached
+        if cached is not None and not refresh and time.monotonic() < cached[1]:
+            return cached[0]
         metadata = yield from codec.get_model_metadata(sel)
         signature = metadata.signatures.get(sel.signature_name)
         if signature is None:
@@ -97,7 +99,8 @@ class SignatureCache:
                 f"Available: {sorted(metadata.signatures)}",
                 code="INVALID_ARGUMENT",
             )
-        self._entries[key] = signature
+        expires = float("inf") if sel.version is not None else time.monotonic() + self._ttl
+        self._entries[key] = (signature, expires)
         return signature
 
 

@@ -86,6 +86,10 @@ class RestCodec:
         document = yield HttpRequest("POST", self._path(sel, verb="predict"), body)
         codec_json.check_predict_document(document, row_format=self.row_format)
         signature = yield from self._signatures.lookup(self, sel)
+        named = codec_json.named_outputs(document, row_format=self.row_format)
+        if named is not None and not named <= set(signature.outputs):
+            # The model behind "latest" or a label changed since the signature was cached.
+            signature = yield from self._signatures.lookup(self, sel, refresh=True)
         check_output_filter(signature, output_filter)
         dtypes = {name: info.dtype for name, info in signature.outputs.items()}
         outputs = codec_json.predict_outputs(document, _dt_names(dtypes), row_format=self.row_format)

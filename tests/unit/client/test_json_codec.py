@@ -152,3 +152,26 @@ def test_scalars_and_non_contiguous_arrays_keep_their_shape():
     assert json.loads(codec.predict_body("s", {"x": np.array(2.0, np.float32)}, row_format=False))["inputs"] == {"x": 2.0}
     strided = np.arange(6, dtype=">f4").reshape(2, 3).T
     assert json.loads(codec.predict_body("s", {"x": strided}, row_format=False))["inputs"]["x"] == strided.tolist()
+
+
+def test_rest_refreshes_a_stale_signature_when_outputs_change():
+    state = {"outputs": ["y"], "metadata_calls": 0}
+
+    def handler(request):
+        if request.url.path.endswith("/metadata"):
+            state["metadata_calls"] += 1
+            outputs = {name: {"dtype": "DT_INT64"} for name in state["outputs"]}
+            return httpx.Response(200, json={"model_spec": {"version": "1"}, "metadata": {"signature_def": {"signature_def": {
+                "serving_default": {"inputs": {"x": {"dtype": "DT_FLOAT"}}, "outputs": outputs, "method_name": ""}}}}})
+        if len(state["outputs"]) == 1:
+            return httpx.Response(200, json={"outputs": [1]})
+        return httpx.Response(200, json={"outputs": {name: [1] for name in state["outputs"]}})
+
+    client = _client(handler)
+    assert list(client.predict("m", {"x": [1.0]})) == ["y"]
+    assert list(client.predict("m", {"x": [1.0]})) == ["y"]
+    assert state["metadata_calls"] == 1  # cached
+    state["outputs"] = ["a", "b"]  # a new version behind "latest"
+    outputs = client.predict("m", {"x": [1.0]})
+    assert sorted(outputs) == ["a", "b"] and outputs["a"].dtype == np.int64
+    assert state["metadata_calls"] == 2
