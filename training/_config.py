@@ -60,7 +60,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     momentum: float = 0.0
     batch_size: int = 32
-    epochs: int = 40
+    epochs: int = 100
     patience: int = 5
     validation_split: float = 0.1
     test_split: float = 0.2
