@@ -19,6 +19,7 @@ from client import (
     AsyncServingClient,
     BadResponseError,
     ClassifyResult,
+    InternalServerError,
     InvalidInputError,
     ModelNotFoundError,
     RegressResult,
@@ -38,11 +39,31 @@ MODEL = "half_plus_two"
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff=0.05, max_backoff=0.2)
 
 
+DOUBLE_REGRESSOR = "double_regressor"
+
+
+def _build_double_regressor(path: Path) -> None:
+    """A regress signature whose output is float64: TF Serving answers INTERNAL
+    ("Expected output Tensor of DT_FLOAT"), the one server-side failure a model can provoke."""
+    import tensorflow as tf
+
+    class DoubleRegressor(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def regress(self, inputs):
+            features = tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([1], tf.float32)})
+            return {"outputs": tf.cast(features["x"], tf.float64)}
+
+    module = DoubleRegressor()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.regress})
+
+
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("client-models") / MODEL
+    root = tmp_path_factory.mktemp("client-models")
+    base = root / MODEL
     build_half_plus(base / "1", b=2.0)
     build_half_plus(base / "2", b=3.0)
+    _build_double_regressor(root / DOUBLE_REGRESSOR / "1")
     return base
 
 
@@ -56,6 +77,11 @@ def _config(path: Path, base: Path) -> Path:
         "    model_version_policy { all {} }\n"
         "    version_labels { key: 'stable' value: 1 }\n"
         "    version_labels { key: 'canary' value: 2 }\n"
+        "  }\n"
+        "  config {\n"
+        f"    name: '{DOUBLE_REGRESSOR}'\n"
+        f"    base_path: '{base.parent / DOUBLE_REGRESSOR}'\n"
+        "    model_platform: 'tensorflow'\n"
         "  }\n"
         "}\n"
     )
@@ -176,6 +202,7 @@ ERROR_CASES = {
     "int feature for float": (lambda c: c.regress(MODEL, [{"x": 2}], signature_name="regress_x_to_y"), InvalidInputError, "INVALID_ARGUMENT", ""),
     "unknown output": (lambda c: c.predict(MODEL, {"x": [1.0]}, output_filter=["nope"]), InvalidInputError, "INVALID_ARGUMENT", "nope"),
     "string for float": (lambda c: c.predict(MODEL, {"x": ["a"]}), InvalidInputError, "INVALID_ARGUMENT", ""),
+    "server-side failure": (lambda c: c.regress(DOUBLE_REGRESSOR, [{"x": 1.0}]), InternalServerError, "INTERNAL", "Expected output Tensor of DT_FLOAT"),
 }
 
 
