@@ -399,7 +399,7 @@ def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
         by_example = loaded.signatures[_signatures.REGRESS](inputs=examples)["outputs"].numpy()
     for name, values in (("serving_default", served), ("tf.Example", by_example)):
         if values.shape != reference.shape or not np.allclose(
-            values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE
+            values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE, equal_nan=True
         ):
             diff = np.max(np.abs(values - reference)) if values.shape == reference.shape else "shape mismatch"
             raise VerificationError(

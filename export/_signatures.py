@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from export._errors import ExportError
 from export._spec import ExportSpec, FeatureSpec
 
 SERVING_DEFAULT = "serving_default"
@@ -66,6 +67,7 @@ class _ServingModule(tf.Module):
 
         def raw_outputs(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
             predictions = tf.cast(self.keras_model(inputs), tf.float32)
+            _check_output_shape(predictions.shape, self._task, self._class_names)
             if self._task == "regression":
                 return {"prediction": tf.reshape(predictions, [-1])}
             class_id = tf.argmax(predictions, axis=-1, output_type=tf.int64)
@@ -97,6 +99,22 @@ class _ServingModule(tf.Module):
         else:
             self.regress = regress
             self.signature_functions = {SERVING_DEFAULT: serving_default, REGRESS: regress}
+
+
+def _check_output_shape(shape: tf.TensorShape, task: str, class_names: tuple[str, ...]) -> None:
+    # Checked while tracing, so a model that does not fit the task never reaches the repository.
+    dims = shape.as_list() if shape.rank is not None else None
+    if task == "regression":
+        if dims is None or not (len(dims) == 1 or (len(dims) == 2 and dims[1] == 1)):
+            raise ExportError(f"A regression keras_model must return [N] or [N, 1]. Received: output shape {dims}")
+        return
+    if dims is None or len(dims) != 2:
+        raise ExportError(f"A classification keras_model must return probabilities [N, C]. Received: output shape {dims}")
+    if dims[1] is not None and dims[1] != len(class_names):
+        raise ExportError(
+            f"class_names has {len(class_names)} names but the model outputs {dims[1]} probabilities. "
+            f"Received: class_names={list(class_names)}"
+        )
 
 
 def save_saved_model(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:

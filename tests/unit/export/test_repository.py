@@ -121,6 +121,22 @@ def test_model_that_rejects_the_declared_features_is_a_one_line_export_error(mak
     assert _leftovers(base_path / spec.model_name) == []
 
 
+@pytest.mark.parametrize(
+    ("kind", "overrides", "message"),
+    [
+        ("classification", {"class_names": ("a", "b")}, r"class_names has 2 names but the model outputs 3 probabilities"),
+        ("classification", {"task": "regression", "class_names": (), "confusion_matrix": None},
+         r"A regression keras_model must return \[N\] or \[N, 1\]. Received: output shape \[None, 3\]"),
+    ],
+)
+def test_model_output_that_does_not_fit_the_task_is_rejected(make_spec, base_path, kind, overrides, message):
+    spec = make_spec(kind, **overrides)
+
+    with pytest.raises(export.ExportError, match=f"^{message}"):
+        export.publish(spec, base_path)
+    assert _leftovers(base_path / spec.model_name) == []
+
+
 def test_stale_staging_from_a_killed_publisher_is_removed_by_the_next_publish(make_spec, base_path):
     """kill -9 in the middle of a real publish, after the SavedModel is written."""
     spec = make_spec("regression")
