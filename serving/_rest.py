@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from serving import _json_tensor as jt
 from serving._errors import Code, StatusError
 
-__all__ = ["build_rest_app", "RUNNER_KWARGS", "PING_PATH"]
+__all__ = ["build_rest_app", "RUNNER_KWARGS", "PING_PATH", "DEFAULT_METRICS_PATH", "RequestObserver"]
 
 _log = logging.getLogger(__name__)
 
@@ -50,6 +51,14 @@ _ORIGIN = re.compile(r"https?://")
 # libevent only lets these methods through (evhttp_set_allowed_methods in evhttp_server.cc).
 _ALLOWED_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"})
 _JSON_HEADERS = {"Content-Type": "application/json"}
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
+# on_request(model_name, api, code, latency_seconds)
+RequestObserver = Callable[[str, str, Code, float], None]
 _MAX_GUNZIP_BYTES = 100 * 1024 * 1024
 # Bodies/outputs above this are converted on a worker thread so the loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
@@ -172,9 +181,22 @@ def _signature_def_json(signature_defs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class _RestApi:
-    def __init__(self, core: Any, timeout: float | None) -> None:
+    def __init__(
+        self,
+        core: Any,
+        timeout: float | None,
+        *,
+        cors: bool,
+        metrics_path: str,
+        metrics_page: Callable[[], str] | None,
+        on_request: RequestObserver | None,
+    ) -> None:
         self._core = core
         self._timeout = timeout
+        self._cors = cors
+        self._metrics_path = metrics_path
+        self._metrics_page = metrics_page
+        self._on_request = on_request
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         method = request.method
@@ -184,7 +206,10 @@ class _RestApi:
         if not _V1_PATH.fullmatch(path):
             if path == PING_PATH and method in ("GET", "HEAD"):
                 return _json_response(200, b"{}")
+            if self._metrics_page is not None and path.split("?", 1)[0] == self._metrics_path:
+                return self._metrics(path)
             return _libevent_error(404, "Not Found")
+        start = time.perf_counter()
         try:
             body = await request.read()
         except RequestPayloadError:
@@ -193,23 +218,47 @@ class _RestApi:
             body = b""
         if "gzip" in request.headers.get("Content-Encoding", "") and body[:2] == b"\x1f\x8b":
             body = _gunzip(body)
+        model: _ModelPath | None = None
         if method == "OPTIONS":
             origin_ok = _ORIGIN.search(request.headers.get("Origin", "")) is not None
-            return web.Response(status=200 if origin_ok else 400)
-        try:
-            return _json_response(200, await self._dispatch(method, path, body))
-        except _EmptyBadRequest:
-            return _json_response(400, b"")
-        except StatusError as exc:
-            return _json_response(exc.code.http_status, jt.error_json(exc.message))
-        except asyncio.TimeoutError:
-            return _json_response(504, jt.error_json("Deadline Exceeded"))
-        except Exception as exc:  # a bug here must not take the connection down silently
-            _log.exception("REST request %s %s failed", method, path)
-            return _json_response(500, jt.error_json(f"{type(exc).__name__}: {exc}"))
+            code = Code.OK if origin_ok else Code.FAILED_PRECONDITION
+            response = web.Response(status=code.http_status)
+        else:
+            code = Code.OK
+            try:
+                model = _parse_model_path(method, path)
+                response = _json_response(200, await self._dispatch(method, path, body, model))
+            except _EmptyBadRequest:
+                code, response = Code.INVALID_ARGUMENT, _json_response(400, b"")
+            except StatusError as exc:
+                code = exc.code
+                response = _json_response(exc.code.http_status, jt.error_json(exc.message))
+            except asyncio.TimeoutError:
+                code, response = Code.DEADLINE_EXCEEDED, _json_response(504, jt.error_json("Deadline Exceeded"))
+            except Exception as exc:  # a bug here must not take the connection down silently
+                _log.exception("REST request %s %s failed", method, path)
+                code = Code.INTERNAL
+                response = _json_response(500, jt.error_json(f"{type(exc).__name__}: {exc}"))
+        if self._cors:
+            response.headers.update(_CORS_HEADERS)
+        if self._on_request is not None:
+            name = model.name if model is not None else ""
+            api = model.verb if model is not None and method == "POST" else ""
+            try:
+                self._on_request(name, api, code, time.perf_counter() - start)
+            except Exception:  # metrics must never fail a request
+                _log.exception("REST request observer failed")
+        return response
 
-    async def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
-        model = _parse_model_path(method, path)
+    def _metrics(self, path: str) -> web.Response:
+        # TF Serving registers the bare path but compares it with path+query (spec §7 quirk).
+        if path != self._metrics_path:
+            text = f"Unexpected path: {path}. Should be {self._metrics_path}"
+            return web.Response(status=400, body=text.encode(), headers={"Content-Type": "text/plain"})
+        assert self._metrics_page is not None
+        return web.Response(status=200, body=self._metrics_page().encode(), headers={"Content-Type": "text/plain"})
+
+    async def _dispatch(self, method: str, path: str, body: bytes, model: _ModelPath | None) -> bytes:
         if model is not None:
             if method == "POST":
                 if model.verb == "predict":
@@ -293,13 +342,27 @@ def _convert_inputs(doc: dict, input_dtypes: dict[str, int], signature_name: str
     return jt.predict_inputs_from_json(doc, input_dtypes, signature_name=signature_name, body=body)
 
 
-def build_rest_app(core: Any, *, timeout: float | None) -> web.Application:
+def build_rest_app(
+    core: Any,
+    *,
+    timeout: float | None,
+    cors: bool = False,
+    metrics_path: str = DEFAULT_METRICS_PATH,
+    metrics_page: Callable[[], str] | None = None,
+    on_request: RequestObserver | None = None,
+) -> web.Application:
     """Build the TF-Serving-compatible REST application over `core`.
 
     Args:
         core: a `ServerCore` (resolve, model_status, predict, classify, regress).
-        timeout: per-request inference timeout in seconds (`--rest_api_timeout_in_ms` / 1000),
-            None for no timeout. Expiry answers HTTP 504.
+        timeout: per-request inference timeout in seconds (`--rest_api_timeout_in_ms` / 1000);
+            None (or <= 0, as in TF Serving) for no timeout. Expiry answers HTTP 504.
+        cors: `--rest_api_enable_cors_support`: CORS headers on every /v1 response.
+        metrics_path: where `metrics_page` is served (monitoring config `prometheus_config.path`).
+        metrics_page: returns the Prometheus text page; None disables the endpoint.
+        on_request: called after every /v1 request as
+            `on_request(model_name, api, code, latency_seconds)`; `api` is the URL verb
+            ("predict"/"classify"/"regress", "" for GET), `model_name` "" for unparsable URLs.
 
     Returns:
         An `aiohttp.web.Application`; serve it with `web.AppRunner(app, **RUNNER_KWARGS)`.
@@ -307,9 +370,13 @@ def build_rest_app(core: Any, *, timeout: float | None) -> web.Application:
     Example:
         >>> app = build_rest_app(core, timeout=30.0)
     """
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ValueError(f"timeout must be a positive number of seconds or None. Received: timeout={timeout!r}")
-    api = _RestApi(core, timeout)
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise TypeError(f"timeout must be a number of seconds or None. Received: timeout={timeout!r}")
+    if timeout is not None and timeout <= 0:
+        timeout = None
+    if not metrics_path.startswith("/"):
+        raise ValueError(f"metrics_path must start with '/'. Received: metrics_path={metrics_path!r}")
+    api = _RestApi(core, timeout, cors=cors, metrics_path=metrics_path, metrics_page=metrics_page, on_request=on_request)
     # TF Serving takes bodies up to its own (much larger) limits; aiohttp's default is 1 MiB.
     app = web.Application(client_max_size=2**31 - 1)
     app.router.add_route("*", "/{tail:.*}", api.handle)

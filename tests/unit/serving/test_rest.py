@@ -265,6 +265,44 @@ async def test_unwritable_output_dtype_is_400():
     assert reply.status == 400 and reply.error == "Failed to write JSON value for tensor type: complex64"
 
 
-def test_build_rest_app_rejects_a_bad_timeout():
-    with pytest.raises(ValueError, match="Received: timeout="):
+def test_build_rest_app_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="Received: timeout="):
         _rest.build_rest_app(object(), timeout="30")
+    with pytest.raises(ValueError, match="Received: metrics_path="):
+        _rest.build_rest_app(object(), timeout=None, metrics_path="metrics")
+
+
+async def test_cors_metrics_page_and_request_observer(core):
+    seen = []
+    app = _rest.build_rest_app(
+        core,
+        timeout=0,  # <= 0 means no timeout, as --rest_api_timeout_in_ms=0 does
+        cors=True,
+        metrics_page=lambda: "# TYPE :tensorflow:serving:request_count counter\n",
+        on_request=lambda *args: seen.append(args),
+    )
+    async with TestServer(app) as test_server:
+        ok = await send(test_server, "POST", f"{M}:predict", b'{"instances": [1.0]}')
+        missing = await send(test_server, "GET", "/v1/models/nope")
+        malformed = await send(test_server, "GET", "/v1/foo")
+        preflight = await send(test_server, "OPTIONS", f"{M}:predict")
+        page = await send(test_server, "GET", _rest.DEFAULT_METRICS_PATH)
+        queried = await send(test_server, "GET", _rest.DEFAULT_METRICS_PATH + "?x")
+        not_v1 = await send(test_server, "GET", "/other")
+    for reply in (ok, missing, malformed, preflight):
+        assert reply.headers["access-control-allow-origin"] == "*"
+        assert reply.headers["access-control-allow-methods"] == "POST, GET"
+        assert reply.headers["access-control-allow-headers"] == "Content-Type"
+    assert "access-control-allow-origin" not in not_v1.headers
+    assert (preflight.status, preflight.body) == (400, b"")
+    assert (page.status, page.headers["content-type"]) == (200, "text/plain") and b"# TYPE" in page.body
+    assert queried.status == 400 and queried.body == (
+        f"Unexpected path: {_rest.DEFAULT_METRICS_PATH}?x. Should be {_rest.DEFAULT_METRICS_PATH}".encode()
+    )
+    assert [(name, api, code) for name, api, code, _ in seen] == [
+        ("half_plus_two", "predict", Code.OK),
+        ("nope", "", Code.NOT_FOUND),
+        ("", "", Code.INVALID_ARGUMENT),
+        ("", "", Code.FAILED_PRECONDITION),
+    ]
+    assert all(latency >= 0 for *_, latency in seen)
