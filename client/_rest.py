@@ -209,8 +209,7 @@ def _mapped_errors(url: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        if isinstance(exc, httpx.ConnectTimeout):
-            raise ServerUnavailableError(f"Timed out connecting to {url}: {exc}", code="UNAVAILABLE") from exc
+        # Connect timeouts too: the deadline is spent either way, as gRPC reports it.
         raise RequestTimeoutError(f"No answer from {url} before the timeout: {exc!r}", code="DEADLINE_EXCEEDED") from exc
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
         raise ServerUnavailableError(f"Cannot reach {url}: {exc!r}", code="UNAVAILABLE") from exc
