@@ -220,3 +220,13 @@ def test_sync_client_is_thread_safe(client):
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, range(40)))
     assert results == [0.5 * i + 2 for i in range(40)]
+
+
+def test_grpc_deadline_is_a_timeout_error(grpc_port, fake):
+    from client import ServingClient
+
+    fake.delay = 1.0
+    with ServingClient.grpc(f"127.0.0.1:{grpc_port}") as client:
+        with pytest.raises(RequestTimeoutError) as info:
+            client.predict("half_plus_two", {"x": [1.0]}, timeout=0.2)
+    assert info.value.code == "DEADLINE_EXCEEDED" and info.value.grpc_code == "DEADLINE_EXCEEDED"

@@ -175,3 +175,23 @@ def test_rest_refreshes_a_stale_signature_when_outputs_change():
     outputs = client.predict("m", {"x": [1.0]})
     assert sorted(outputs) == ["a", "b"] and outputs["a"].dtype == np.int64
     assert state["metadata_calls"] == 2
+
+
+@pytest.mark.parametrize(
+    "exc, error, code",
+    [
+        (httpx.ReadTimeout("timed out"), "RequestTimeoutError", "DEADLINE_EXCEEDED"),
+        (httpx.ConnectTimeout("timed out"), "RequestTimeoutError", "DEADLINE_EXCEEDED"),
+        (httpx.RemoteProtocolError("Server disconnected"), "ServerUnavailableError", "UNAVAILABLE"),
+        (httpx.ReadError("reset"), "ServerUnavailableError", "UNAVAILABLE"),
+    ],
+)
+def test_httpx_failures_map_to_the_error_tree(exc, error, code):
+    import client as package
+
+    def fail(request):
+        raise exc
+
+    with pytest.raises(getattr(package, error)) as info:
+        _client(fail).predict("m", {"x": [1.0]})
+    assert info.value.code == code and info.value.__cause__ is exc
