@@ -130,6 +130,7 @@ class Servable:
         self.signature_defs = signature_defs
         self._module = module  # keeps variables alive as long as any request holds the servable
         self._functions = dict(module.signatures) if module is not None else {}
+        self._flat_args = {name: _flat_argument_names(fn) for name, fn in self._functions.items()}
 
     def __repr__(self) -> str:
         return f"Servable(model_name={self.model_name!r}, version={self.version})"
@@ -151,8 +152,14 @@ class Servable:
         if function is None:
             # A SignatureDef without a callable (e.g. __saved_model_init_op): nothing TF can run.
             raise StatusError(Code.FAILED_PRECONDITION, f"Serving signature key \"{signature_name}\" not found.")
+        arg_names = self._flat_args.get(signature_name)
         try:
-            result = function(**feeds)
+            if arg_names is not None and set(feeds) == set(arg_names):
+                # Like a TF Serving session feed: no check of the SignatureDef's static shapes
+                # (spec §1.6: x declared [-1, 1] accepts shape [2]); the graph's own ops decide.
+                result = function._call_flat([tf.convert_to_tensor(feeds[n]) for n in arg_names], function.captured_inputs)
+            else:
+                result = function(**feeds)
         except tf.errors.OpError as exc:
             raise status_from_tf_error(exc) from exc
         except (TypeError, ValueError) as exc:
@@ -160,6 +167,18 @@ class Servable:
             # TF Serving's session would report this as INVALID_ARGUMENT too.
             raise StatusError(Code.INVALID_ARGUMENT, str(exc)) from exc
         return {alias: value.numpy() for alias, value in result.items()}
+
+
+def _flat_argument_names(function) -> list[str] | None:
+    """The signature's argument names in flat-call order, or None to use the structured call."""
+    try:
+        names = [p.name for p in function.function_type.parameters.values()]
+        if not callable(getattr(function, "_call_flat", None)):
+            return None
+        spec = function.structured_input_signature[1]
+        return names if set(names) == set(spec) and len(names) == len(spec) else None
+    except Exception:  # a TF without these internals: the structured call still works
+        return None
 
 
 def load_servable(model_name: str, version: int, path: str | os.PathLike[str], *, tags: Sequence[str] = ("serve",)) -> Servable:

@@ -98,7 +98,20 @@ def status_from_tf_error(exc: BaseException) -> StatusError:
     that is not an OpError becomes INTERNAL with its message.
     """
     code = getattr(exc, "error_code", None)
-    message = getattr(exc, "message", None) or str(exc)
+    message = _runtime_message(getattr(exc, "message", None) or str(exc))
     if isinstance(code, int) and 0 < code <= 16:
         return StatusError(Code(code), message)
     return StatusError(Code.INTERNAL, message)
+
+
+def _runtime_message(message: str) -> str:
+    # Eager function calls wrap the runtime's text in "Graph execution error: Detected at node
+    # ... <stack>" and append " [Op:...]"; a TF Serving session reports the runtime text alone.
+    if message.startswith("Graph execution error:"):
+        marker = "<stack traces unavailable>\n"
+        if marker in message:
+            message = message.split(marker, 1)[1]
+    op_suffix = message.rfind(" [Op:")
+    if op_suffix != -1 and message.endswith("]"):
+        message = message[:op_suffix]
+    return message

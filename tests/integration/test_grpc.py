@@ -294,3 +294,36 @@ def test_deadline_exceeded(predictions):
     with pytest.raises(grpc.RpcError) as info:
         predictions.Predict(_predict_request(), timeout=0.000001)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# ----------------------------------------------------------------- TF Serving's testdata shape (TF1 graph)
+
+
+def test_tf1_model_matches_tf_serving_testdata(predictions):
+    from tests.integration.conftest import TF1_MODEL_NAME
+
+    # testMultiInference: regress_x_to_y + classify_x_to_y over one tf_example:0 input, x=2.0 -> both 3.0
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")):
+        task = request.tasks.add()
+        task.model_spec.name = TF1_MODEL_NAME
+        task.model_spec.signature_name = signature
+        task.method_name = f"tensorflow/serving/{method}"
+    request.input.example_list.examples.append(_example(x=2.0))
+    regress_result, classify_result = predictions.MultiInference(request, timeout=30).results
+    assert regress_result.regression_result.regressions[0].value == 3.0
+    assert classify_result.classification_result.classifications[0].classes[0].score == 3.0
+    assert classify_result.model_spec.signature_name == "classify_x_to_y"
+
+    # Serving does not check the SignatureDef's static shape: x is [-1, 1], a [3] tensor works.
+    response = predictions.Predict(_predict_request([2.0, 3.0, 4.0], name=TF1_MODEL_NAME), timeout=30)
+    assert list(response.outputs["y"].float_val) == [3.0, 3.5, 4.0]
+
+    metadata = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    metadata.model_spec.name = TF1_MODEL_NAME
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    predictions.GetModelMetadata(metadata, timeout=30).metadata["signature_def"].Unpack(signature_map)
+    x = signature_map.signature_def["serving_default"].inputs["x"]
+    assert (x.name, [d.size for d in x.tensor_shape.dim]) == ("x:0", [-1, 1])
+    assert signature_map.signature_def["classify_x_to_y"].method_name == "tensorflow/serving/classify"
+    assert signature_map.signature_def["classify_x_to_y"].inputs["inputs"].name == "tf_example:0"

@@ -71,3 +71,68 @@ def build_half_plus(path: Path, *, b: float = 2.0, c: float = 3.0) -> Path:
     path = Path(path)
     tf.saved_model.save(module, str(path), signatures=signatures)
     return path
+
+
+def build_half_plus_two_tf1(path: Path, *, b: float = 2.0, c: float = 3.0) -> Path:
+    """Write a TF1-graph half_plus_<b> SavedModel shaped exactly like TF Serving's testdata.
+
+    Unlike `build_half_plus` (a TF2 export, where every signature gets its own placeholder),
+    this graph has one `tf_example:0` input shared by the classify/regress signatures, tensor
+    names `x:0`/`y:0` with shape [-1, 1], and the classify/regress method names: the shape of
+    `saved_model_half_plus_two_cpu` (spec §10), so metadata and MultiInference (several
+    signatures over one input tensor) behave as in TF Serving's own tests.
+
+    Signatures: serving_default (predict x -> y), classify_x_to_y (scores=y),
+    regress_x_to_y (y), regress_x_to_y2 (0.5x + c), regress_x2_to_y3 (0.5*x2 + c),
+    classify_x2_to_y3 (scores = 0.5*x2 + c).
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    path = Path(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        a_var = v1.Variable(0.5, name="a")
+        b_var = v1.Variable(b, name="b")
+        c_var = v1.Variable(c, name="c")
+        serialized = v1.placeholder(tf.string, name="tf_example")
+        parsed = tf.io.parse_example(
+            serialized,
+            {
+                "x": tf.io.FixedLenFeature([1], tf.float32),
+                "x2": tf.io.FixedLenFeature([1], tf.float32, default_value=[0.0]),
+            },
+        )
+        # TF Serving's testdata declares x and y as [-1, 1] while tf_example has unknown rank.
+        x = tf.identity(tf.ensure_shape(parsed["x"], [None, 1]), name="x")
+        x2 = tf.identity(tf.ensure_shape(parsed["x2"], [None, 1]), name="x2")
+        y = tf.add(tf.multiply(a_var, x), b_var, name="y")
+        y2 = tf.add(tf.multiply(a_var, x), c_var, name="y2")
+        y3 = tf.add(tf.multiply(a_var, x2), c_var, name="y3")
+        sig = v1.saved_model.signature_def_utils
+        info = v1.saved_model.utils.build_tensor_info
+
+        def regress(output):
+            return sig.build_signature_def(
+                {"inputs": info(serialized)}, {"outputs": info(output)}, "tensorflow/serving/regress"
+            )
+
+        def classify(scores):
+            return sig.build_signature_def(
+                {"inputs": info(serialized)}, {"scores": info(scores)}, "tensorflow/serving/classify"
+            )
+
+        signatures = {
+            "serving_default": sig.build_signature_def({"x": info(x)}, {"y": info(y)}, "tensorflow/serving/predict"),
+            "classify_x_to_y": classify(y),
+            "regress_x_to_y": regress(y),
+            "regress_x_to_y2": regress(y2),
+            "regress_x2_to_y3": regress(y3),
+            "classify_x2_to_y3": classify(y3),
+        }
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures)
+            builder.save()
+    return path
