@@ -344,3 +344,19 @@ def test_cli_predict_and_status(labelled_server, protocol, tmp_path):
     assert '"y": [\n      2.5,\n      3.0\n    ]' in result.output
     table = CliRunner().invoke(status, [MODEL, *where, "--wait", "30"])
     assert table.exit_code == 0 and "AVAILABLE" in table.output
+
+
+def test_tfstack_status_command_runs_without_tensorflow(labelled_server):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tfstack_cli\n"
+        "try:\n"
+        f"    tfstack_cli.cli(['status', '{MODEL}', '--grpc', '{labelled_server.grpc_target}', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    print('exit', exc.code, 'tensorflow' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert '"state": "AVAILABLE"' in out.stdout
+    assert out.stdout.strip().endswith("exit 0 False")
