@@ -128,55 +128,57 @@ def tensor_proto_to_ndarray(alias: str, proto) -> np.ndarray:
         raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}") from exc
 
 
-_FIELD_FOR_KIND = {"f": "float_val", "d": "double_val"}
+# numpy dtype -> (DataType enum, TensorProto field, how to turn the flat array into field values).
+# TF Serving's default output encoding is these typed fields (Tensor::AsProtoField).
+_TYPED_FIELDS: dict[np.dtype, tuple[int, str, object]] = {
+    np.dtype(np.float32): (1, "float_val", None),
+    np.dtype(np.float64): (2, "double_val", None),
+    np.dtype(np.int32): (3, "int_val", None),
+    np.dtype(np.uint8): (4, "int_val", None),
+    np.dtype(np.int16): (5, "int_val", None),
+    np.dtype(np.int8): (6, "int_val", None),
+    np.dtype(np.int64): (9, "int64_val", None),
+    np.dtype(np.bool_): (10, "bool_val", None),
+    np.dtype(np.uint16): (17, "int_val", None),
+    np.dtype(np.float16): (19, "half_val", lambda flat: flat.view(np.uint16)),
+    np.dtype(np.uint32): (22, "uint32_val", None),
+    np.dtype(np.uint64): (23, "uint64_val", None),
+    np.dtype(np.complex64): (8, "scomplex_val", lambda flat: np.stack([flat.real, flat.imag], -1).reshape(-1)),
+    np.dtype(np.complex128): (18, "dcomplex_val", lambda flat: np.stack([flat.real, flat.imag], -1).reshape(-1)),
+}
+_DT_STRING = 7
 
 
 def ndarray_to_tensor_proto(array: np.ndarray, *, tensor_content: bool = False):
     """An output as TF Serving sends it: typed repeated fields (default) or tensor_content."""
-    import tensorflow as tf
-    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.core.framework.tensor_pb2 import TensorProto
 
+    return fill_tensor_proto(TensorProto(), array, tensor_content=tensor_content)
+
+
+def fill_tensor_proto(proto, array: np.ndarray, *, tensor_content: bool = False):
+    """Write `array` into an empty TensorProto in place (no copy into the response map)."""
     array = np.asarray(array)
-    if array.dtype.kind in ("O", "S", "U"):
-        proto = tensor_pb2.TensorProto(dtype=tf.string.as_datatype_enum)
-        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1))
-        proto.tensor_shape.dim.extend(_dims(array.shape))
-        return proto
-    if tensor_content:
-        return tf.make_tensor_proto(array)
-    dtype = tf.as_dtype(array.dtype)
-    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum)
-    proto.tensor_shape.dim.extend(_dims(array.shape))
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
     flat = array.reshape(-1)
-    if dtype == tf.float32:
-        proto.float_val.extend(flat.tolist())
-    elif dtype == tf.float64:
-        proto.double_val.extend(flat.tolist())
-    elif dtype in (tf.int32, tf.int16, tf.int8, tf.uint8, tf.uint16):
-        proto.int_val.extend(flat.tolist())
-    elif dtype == tf.int64:
-        proto.int64_val.extend(flat.tolist())
-    elif dtype == tf.uint32:
-        proto.uint32_val.extend(flat.tolist())
-    elif dtype == tf.uint64:
-        proto.uint64_val.extend(flat.tolist())
-    elif dtype == tf.bool:
-        proto.bool_val.extend(flat.tolist())
-    elif dtype == tf.float16:
-        proto.half_val.extend(flat.view(np.uint16).tolist())
-    elif dtype in (tf.complex64,):
-        proto.scomplex_val.extend(np.stack([flat.real, flat.imag], -1).reshape(-1).tolist())
-    elif dtype in (tf.complex128,):
-        proto.dcomplex_val.extend(np.stack([flat.real, flat.imag], -1).reshape(-1).tolist())
-    else:
-        return tf.make_tensor_proto(array)
+    if array.dtype.kind in ("O", "S", "U"):
+        proto.dtype = _DT_STRING
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in flat)
+        return proto
+    typed = _TYPED_FIELDS.get(array.dtype)
+    if typed is None:  # bfloat16, quantized types...: let TensorFlow encode them
+        import tensorflow as tf
+
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return proto
+    dtype_enum, field, convert = typed
+    proto.dtype = dtype_enum
+    if tensor_content:
+        proto.tensor_content = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        return proto
+    getattr(proto, field).extend((convert(flat) if convert else flat).tolist())
     return proto
-
-
-def _dims(shape: Sequence[int]):
-    from tensorflow.core.framework import tensor_shape_pb2
-
-    return [tensor_shape_pb2.TensorShapeProto.Dim(size=int(s)) for s in shape]
 
 
 def _examples(request) -> tuple[list[bytes], bytes]:
@@ -210,7 +212,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
         for alias, array in outputs.items():
-            response.outputs[alias].CopyFrom(ndarray_to_tensor_proto(array, tensor_content=self._tensor_content))
+            fill_tensor_proto(response.outputs[alias], array, tensor_content=self._tensor_content)
         return response
 
     @_rpc
