@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import gc
 import math
 import re
 import struct
@@ -489,12 +490,19 @@ def parse_json(body: bytes) -> dict:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
+        # The parser allocates containers by the hundred thousand on deep documents; the
+        # cyclic GC would rescan the whole (TensorFlow-sized) heap many times meanwhile.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
         try:
             doc = _Reader(bytes(body)).parse()
         except _ParseError as exc:
             raise _invalid(
                 f"JSON Parse error: {_PARSE_ERRORS[exc.kind]} at offset: {exc.offset}"
             ) from exc
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     if type(doc) is not dict:
         raise _invalid(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
