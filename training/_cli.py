@@ -99,7 +99,7 @@ def train(
             raise ConfigError(f"--version must be >= 1. Received: version={version}")
         if not no_export:
             _check_repository(config, base_path, version)
-        from training._metrics import metrics_tables
+        from training._metrics import confusion_table, metrics_tables
         from training._train import train as run_training
 
         started = time.monotonic()
@@ -116,6 +116,9 @@ def train(
         )
         for table in metrics_tables(result.metrics, title="Test metrics"):
             out.print(table)
+        # Wider than a terminal beyond ~15 classes; the manifest and its PNG keep the full matrix.
+        if result.confusion_matrix is not None and len(result.confusion_matrix) <= 15:
+            out.print(confusion_table(result.confusion_matrix, result.dataset.class_names))
         out.print(f"TensorBoard logs: {result.run_dir / 'logs'}")
     if no_export:
         return

@@ -100,3 +100,16 @@ def metrics_tables(metrics: dict[str, Any], *, title: str) -> list[Any]:
             )
         tables.append(report)
     return tables
+
+
+def confusion_table(matrix: Sequence[Sequence[int]], class_names: Sequence[str]) -> Any:
+    """A rich Table of the confusion matrix: rows are true classes, columns predicted ones."""
+    from rich.table import Table
+
+    table = Table(title="Confusion matrix (rows: true, columns: predicted)", title_justify="left")
+    table.add_column("true \\ pred")
+    for name in class_names:
+        table.add_column(str(name), justify="right")
+    for name, row in zip(class_names, matrix):
+        table.add_row(str(name), *(str(v) if v else "." for v in row))
+    return table

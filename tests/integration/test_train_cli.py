@@ -31,7 +31,7 @@ def test_train_publishes_a_version_and_prints_the_metrics(tmp_path: Path) -> Non
     result = _tfstack("--epochs", "2", "--hidden", "16", "--base-path", str(models), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for row in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "Per-class report"):
+    for row in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "Per-class report", "Confusion matrix"):
         assert row in out
     assert f"Published digits version 1: {models / 'digits' / '1'}" in out
     version = models / "digits" / "1"
