@@ -107,6 +107,9 @@ def _array(name: str, value: Any) -> np.ndarray:
         # TF Serving's gRPC side rejects a float64 tensor for a float32 input.
         if array.dtype == np.float64:
             array = array.astype(np.float32)
+        # numpy's fixed-width bytes dtype drops trailing NUL bytes; binary data must survive.
+        elif array.dtype.kind == "S":
+            array = np.array(value, dtype=object)
     if array.dtype.kind not in _SUPPORTED_KINDS:
         raise TypeError(f"Input {name!r} has unsupported dtype {array.dtype}. Received: {_short(value)}")
     if array.dtype.kind == "O":

@@ -228,11 +228,17 @@ def _channel_setup(
 
     if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) or max_message_size <= 0:
         raise ValueError(f"max_message_size must be a positive int. Received: max_message_size={max_message_size!r}")
-    channel_options: list[tuple[str, Any]] = [
+    defaults: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", max_message_size),
         ("grpc.max_receive_message_length", max_message_size),
-        *options,
+        # gRPC's reconnect backoff grows to 120 s; after a server restart the client's own
+        # retries and wait_until_available should see it back within seconds.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
+    given = {key for key, _ in options}
+    channel_options = [item for item in defaults if item[0] not in given] + list(options)
     credentials = None
     if tls is not None:
         root, chain, key = tls.pem()

@@ -230,3 +230,8 @@ def test_grpc_deadline_is_a_timeout_error(grpc_port, fake):
         with pytest.raises(RequestTimeoutError) as info:
             client.predict("half_plus_two", {"x": [1.0]}, timeout=0.2)
     assert info.value.code == "DEADLINE_EXCEEDED" and info.value.grpc_code == "DEADLINE_EXCEEDED"
+
+
+def test_binary_inputs_keep_trailing_nul_bytes(client):
+    outputs = client.predict("half_plus_two", {"x": [1.0], "name": [b"a\x00\x00"]}, signature_name="multi")
+    assert outputs["greeting_bytes"].tolist() == [b"hi a\x00\x00"]
