@@ -235,3 +235,10 @@ def test_grpc_deadline_is_a_timeout_error(grpc_port, fake):
 def test_binary_inputs_keep_trailing_nul_bytes(client):
     outputs = client.predict("half_plus_two", {"x": [1.0], "name": [b"a\x00\x00"]}, signature_name="multi")
     assert outputs["greeting_bytes"].tolist() == [b"hi a\x00\x00"]
+
+
+async def test_async_client_runs_calls_concurrently(aclient):
+    import asyncio
+
+    results = await asyncio.gather(*(aclient.predict("half_plus_two", {"x": [float(i)]}, version=1) for i in range(20)))
+    assert [float(r["y"][0]) for r in results] == [0.5 * i + 2 for i in range(20)]
