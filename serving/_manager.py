@@ -155,7 +155,7 @@ class ModelManager:
             entries = validate_model_config(config, previous=self._config)
             self._check_labels(entries)
             self._config = config
-            new_names = [e.name for e in entries if e.name not in self._models]
+            new_names = [e.name for e in entries if e.name not in self._models or self._models[e.name].entry is None]
             wanted = {e.name for e in entries}
             for name in list(self._models):
                 if name not in wanted:

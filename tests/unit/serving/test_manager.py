@@ -180,3 +180,30 @@ async def _until(predicate, timeout: float = 20.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached before the deadline")
         await asyncio.sleep(0.01)
+
+
+async def test_config_file_polling_applies_changes_and_survives_bad_files(
+    repo: _Repo, manager_factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    repo.add("1", name="a")
+    repo.add("1", name="b")
+    config_file = tmp_path / "models.config"
+
+    def write(*names: str) -> None:
+        body = "".join(
+            f"config {{ name: '{n}' base_path: '{repo.base(n)}' model_platform: 'tensorflow' }}" for n in names
+        )
+        config_file.write_text(f"model_config_list {{ {body} }}")
+
+    write("a")
+    core, manager = manager_factory()
+    from serving._model_config import read_model_config_file
+
+    await manager.apply_config(read_model_config_file(config_file))
+    manager.start(config_file=str(config_file), config_poll_seconds=0.05)
+    config_file.write_text("improperly formatted file")  # logged, the old config stays
+    await _until(lambda: "Failed to read ModelServerConfig file" in caplog.text)
+    assert core.resolve("a").version == 1
+    write("b")
+    await _until(lambda: _states(core, "a") == {1: State.END} and "b" in core.model_names()
+                 and _states(core, "b") == {1: State.AVAILABLE})
