@@ -30,7 +30,7 @@ def models() -> None:
 @models.command("list")
 @_BASE_PATH
 def list_models(base_path: str) -> None:
-    """List every model and version with its creation time and key test metric."""
+    """List models and versions: created, key metric, status."""
     from rich.console import Console
     from rich.table import Table
 
@@ -62,7 +62,7 @@ def list_models(base_path: str) -> None:
 @_BASE_PATH
 @click.option("--json", "as_json", is_flag=True, help="Print the whole manifest as JSON.")
 def show(model_name: str, version: int | None, base_path: str, as_json: bool) -> None:
-    """Show the manifest of VERSION of MODEL_NAME (default: the latest version)."""
+    """Show a version's manifest (default: the latest version)."""
     repo = ModelRepository(base_path)
     with _errors():
         if version is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -80,3 +82,17 @@ def test_show_errors_are_one_line(make_spec, base_path, tmp_path):
     assert code == 1 and "is a file, expected a directory" in out
     code, out = _run("show", "tiny-regression", "0", "--base-path", str(base_path))
     assert code == 2 and "0 is not in the range x>=1" in out
+
+
+def test_listing_never_imports_tensorflow(make_spec, base_path):
+    """`tfstack models list|show` stay fast: reading a repository needs no TensorFlow."""
+    export.publish(make_spec("regression"), base_path)
+    code = (
+        "import sys; from click.testing import CliRunner; from export._cli import models\n"
+        f"assert CliRunner().invoke(models, ['list', '--base-path', {str(base_path)!r}]).exit_code == 0\n"
+        f"assert CliRunner().invoke(models, ['show', 'tiny-regression', '--base-path', {str(base_path)!r}]).exit_code == 0\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
