@@ -1,5 +1,11 @@
 """Export Keras models as TF Serving SavedModels into a versioned, atomically published repository.
 
+Layout: `<base_path>/<model_name>/<version>/` (a SavedModel with `serving_default` plus `classify`
+or `regress`, and `assets.extra/` with warmup records, manifest.json, sample_request.json and
+plots). Beside the versions only hidden names appear (`.staging-<id>`, `.publish.lock`), which
+TF Serving ignores. A model name is one path component of letters, digits, `_`, `.`, `-`, not
+starting with `.` or `-` and not purely numeric (so it can never be mistaken for a version).
+
 Example:
     >>> import export
     >>> spec = export.ExportSpec(model_name="digits", task="classification", keras_model=model,

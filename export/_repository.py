@@ -175,7 +175,8 @@ class ModelRepository:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
         finally:
-            # Unlinked while still held, so no other process can take a lock on a name we then delete.
+            # Unlink before releasing: once released, a cleaner may lock this name, and we must not
+            # delete a lock file that someone else holds.
             Path(staging_lock.lock_file).unlink(missing_ok=True)
             staging_lock.release()
 
