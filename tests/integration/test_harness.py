@@ -1,0 +1,123 @@
+"""The serving harness end to end: the plugin's fixtures on the selected backend (embedded by
+default), the embedded backend's failure reporting and teardown, and the external backend
+attached to a server this test starts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from serving._harness import (
+    EmbeddedBackend,
+    ExternalBackend,
+    HarnessError,
+    ServeRequest,
+    serve_models,
+)
+from tests.support.models import build_half_plus
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("harness_models") / "half_plus_two"
+    build_half_plus(base / "1")
+    return base
+
+
+@pytest.mark.parametrize("protocol", ["rest", "grpc"])
+def test_serving_factory_yields_an_available_model_and_clients(serving_factory, half_plus_two, protocol):
+    endpoint = serving_factory(half_plus_two)
+
+    assert endpoint.model_name == "half_plus_two"
+    assert endpoint.versions == {"half_plus_two": 1}
+    client = endpoint.client(protocol)
+    assert client.get_model_status("half_plus_two").available_versions == (1,)
+    outputs = client.predict("half_plus_two", {"x": np.array([1.0, 2.0, 5.0], np.float32)})
+    np.testing.assert_allclose(outputs["y"], [2.5, 3.0, 4.5])
+
+
+def test_identical_requests_share_one_server(serving_factory, half_plus_two):
+    first = serving_factory(half_plus_two)
+    again = serving_factory(half_plus_two, model_name="half_plus_two")
+
+    assert again is first
+    assert first.rest_url.startswith("http://127.0.0.1:") and first.grpc_target.startswith("127.0.0.1:")
+
+
+def test_a_server_that_exits_is_reported_at_once_with_its_log(tmp_path, half_plus_two):
+    # A later --port wins (TF Serving's flag rules), so the server rejects it and exits 255.
+    request = ServeRequest(models={"half_plus_two": half_plus_two}, flags=("--port=abc",), timeout=120)
+    started = time.monotonic()
+
+    with pytest.raises(HarnessError) as caught:
+        with serve_models(EmbeddedBackend(), request, workdir=tmp_path):
+            pytest.fail("the server should not have become ready")
+
+    message = str(caught.value)
+    assert "exited with code 255" in message
+    assert "Couldn't interpret value abc for flag port" in message  # from the server log tail
+    assert time.monotonic() - started < 60, "a dead server must not be waited for until the deadline"
+
+
+def test_external_backend_attaches_without_owning_the_server(tmp_path, half_plus_two):
+    request = ServeRequest(models={"half_plus_two": half_plus_two}, timeout=180)
+    with serve_models(EmbeddedBackend(), request, workdir=tmp_path / "embedded") as embedded:
+        external = ExternalBackend(rest_url=embedded.rest_url, grpc_target=embedded.grpc_target)
+        # The external backend never reads the base path: the server already has the model.
+        unused = ServeRequest(models={"half_plus_two": tmp_path / "not-used"}, timeout=30)
+        with serve_models(external, unused, workdir=tmp_path / "external") as attached:
+            assert attached.backend == "external"
+            assert attached.versions == {"half_plus_two": 1}
+            out = attached.client("grpc").predict("half_plus_two", {"x": [4.0]})
+            np.testing.assert_allclose(out["y"], [4.0])
+        # Leaving the external endpoint must not stop a server it does not own.
+        assert httpx.get(f"{embedded.rest_url}/v1/models/half_plus_two").status_code == 200
+        process = embedded.running.process
+
+    assert process.poll() is not None, "the embedded server must be stopped at teardown"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{embedded.rest_url}/v1/models/half_plus_two", timeout=2)
+
+
+def test_waiting_for_a_model_the_server_does_not_have_names_it(tmp_path, serving_factory, half_plus_two):
+    endpoint = serving_factory(half_plus_two)
+    external = ExternalBackend(rest_url=endpoint.rest_url, grpc_target=endpoint.grpc_target)
+    request = ServeRequest(models={"nope": tmp_path}, timeout=1.5)
+
+    with pytest.raises(HarnessError, match=r"Model 'nope' was not AVAILABLE over rest .* within 1.5s .*NOT_FOUND"):
+        with serve_models(external, request, workdir=tmp_path):
+            pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"rest_url": "localhost:8501", "grpc_target": "localhost:8500"}, "REST address as http"),
+        ({"rest_url": "http://localhost:8501", "grpc_target": "http://localhost:8500"}, "gRPC address as host:port"),
+        ({"rest_url": None, "grpc_target": "localhost:8500"}, "Received: rest_url=None"),
+    ],
+)
+def test_external_backend_rejects_bad_addresses_before_any_io(kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        ExternalBackend(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"models": {}}, "non-empty mapping"),
+        ({"models": {"bad name": "/tmp/x"}}, "Received: model_name='bad name'"),
+        ({"models": {"m": 3}}, "Received: base_path=3"),
+        ({"models": {"m": "/tmp/m"}, "flags": "--enable_batching"}, "Received: flags="),
+        ({"models": {"m": "/tmp/m"}, "timeout": 0}, "Received: timeout=0"),
+    ],
+)
+def test_serve_request_rejects_bad_arguments(kwargs, expected):
+    with pytest.raises((ValueError, TypeError), match=expected):
+        ServeRequest(**kwargs)
