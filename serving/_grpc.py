@@ -118,10 +118,22 @@ def _fill_spec(target, name: str, servable: Servable, signature_name: str | None
 # ------------------------------------------------------------------ tensors
 
 
+_MAX_TENSOR_BYTES = 2**31 - 1  # a request can only carry this much anyway (INT32_MAX messages)
+
+
 def tensor_proto_to_ndarray(alias: str, proto) -> np.ndarray:
     """A request TensorProto as a numpy array (`tensor parsing error: alias` when malformed)."""
     import tensorflow as tf
 
+    # Typed fields may hold fewer values than the shape (the last one repeats), so a tiny
+    # message could ask for a huge tensor: refuse what TF's own allocation would refuse.
+    elements = 1
+    for dim in proto.tensor_shape.dim:
+        if dim.size < 0:
+            raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
+        elements *= dim.size
+    if elements * 16 > _MAX_TENSOR_BYTES and elements * 16 > 4 * proto.ByteSize():
+        raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
     try:
         return tf.make_ndarray(proto)
     except Exception as exc:
