@@ -66,3 +66,13 @@ def test_public_api_is_explicit() -> None:
     assert {"TrainConfig", "TrainResult", "train", "load_dataset", "TrainingError", "DatasetError"} <= set(
         training.__all__
     )
+
+
+def test_importing_training_stays_light() -> None:
+    """`tfstack --help` and config errors must not pay for TensorFlow, scikit-learn or PIL."""
+    import subprocess
+    import sys
+
+    code = "import sys, training, training._cli; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'PIL') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
