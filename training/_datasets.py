@@ -89,23 +89,28 @@ class Dataset:
         return info
 
 
-def load_dataset(config: TrainConfig | None = None) -> Dataset:
+def load_dataset(config: TrainConfig | None = None, **settings: Any) -> Dataset:
     """Load the data source named by `config` and split it into train/validation/test.
 
     Classification splits are stratified; regression splits are a seeded shuffle. The same
     config (including `seed`) always gives the same split.
 
+    Args:
+        config: the run's settings (only the data fields and `seed` matter here).
+        **settings: TrainConfig fields to set on top of `config`, e.g. dataset="iris".
+
     Raises:
         DatasetError: unknown or unreadable source, missing column, bad values, too few rows.
+        ConfigError: a setting has a bad value.
 
     Example:
-        >>> ds = load_dataset(TrainConfig(dataset="iris"))
+        >>> ds = load_dataset(dataset="iris")
         >>> ds.train.inputs["features"].shape
         (105, 4)
     """
-    config = config or TrainConfig()
-    if not isinstance(config, TrainConfig):
+    if config is not None and not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig. Received: config={config!r}")
+    config = dataclasses.replace(config or TrainConfig(), **settings) if settings else config or TrainConfig()
     if config.csv_path is not None:
         name, source, kind, features, inputs, labels, class_names, task = _load_csv(config)
     elif config.image_dir is not None:

@@ -51,6 +51,15 @@ def test_digits_pixels_stay_raw() -> None:
     assert ds.class_names == tuple(str(d) for d in range(10))
 
 
+def test_settings_can_be_given_as_keywords() -> None:
+    ds = load_dataset(dataset="iris", test_split=0.4)
+    assert ds.name == "iris" and len(ds.test) == 60
+    with pytest.raises(TypeError, match="must be a TrainConfig"):
+        load_dataset("iris")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Received: dataset='mnist'"):
+        load_dataset(dataset="mnist")
+
+
 def test_split_and_fingerprint_follow_the_seed() -> None:
     a = load_dataset(TrainConfig(dataset="wine", seed=1))
     b = load_dataset(TrainConfig(dataset="wine", seed=1))
