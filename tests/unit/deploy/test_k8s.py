@@ -1,0 +1,183 @@
+"""deploy/k8s manifests, checked without a cluster: every document against the Kubernetes JSON
+schemas that kubernetes-validate ships (strict: unknown fields are errors), and the wiring that
+makes replicas serve the shared repository (probes, ports, volumes, config, autoscaling)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.unit.deploy.tfserving_protos import (
+    parse_batching_parameters,
+    parse_model_server_config,
+    parse_monitoring_config,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+K8S = ROOT / "deploy" / "k8s"
+# The oldest Kubernetes we claim to support and the newest schema the package ships.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+
+
+def load_all() -> list[dict]:
+    return [doc for path in MANIFESTS for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    for doc in load_all():
+        assert doc["kind"] not in found, f"one {doc['kind']} per example, found two"
+        found[doc["kind"]] = doc
+    return found
+
+
+def container(resources: dict[str, dict]) -> dict:
+    (only,) = resources["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def arg(args: list[str], name: str) -> str:
+    values = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    assert values, f"--{name} missing from {args}"
+    return values[-1]
+
+
+def config_text(resources: dict[str, dict], container_path: str) -> str:
+    """The ConfigMap entry that appears at `container_path` through the Deployment's mounts."""
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    mount = next(m for m in container(resources)["volumeMounts"] if container_path.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["configMap"]["name"] == resources["ConfigMap"]["metadata"]["name"]
+    key = container_path[len(mount["mountPath"]) + 1 :]
+    return resources["ConfigMap"]["data"][key]
+
+
+# -------------------------------------------------------------------------------- the schemas
+
+
+def test_the_example_has_every_piece():
+    assert MANIFESTS, f"no manifests under {K8S}"
+    assert sorted(doc["kind"] for doc in load_all()) == [
+        "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim", "Service",
+    ]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_manifest_is_valid_kubernetes(path, version):
+    for doc in yaml.safe_load_all(path.read_text()):
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "breakage"),
+    [
+        pytest.param("Deployment", lambda d: d["spec"]["template"]["spec"]["containers"][0].update(imagee="x"), id="unknown-field"),
+        pytest.param(
+            "Deployment",
+            lambda d: d["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(containerPort="8500"),
+            id="port-as-string",
+        ),
+        pytest.param("HorizontalPodAutoscaler", lambda d: d["spec"].update(targetCPUUtilizationPercentage=70), id="hpa-v1-field-in-v2"),
+        pytest.param("Service", lambda d: d["spec"]["ports"][0].pop("port"), id="service-port-missing"),
+        pytest.param("PersistentVolumeClaim", lambda d: d["spec"].update(accessModes="ReadOnlyMany"), id="access-modes-not-a-list"),
+    ],
+)
+def test_validation_rejects_a_broken_copy(resources, kind, breakage):
+    broken = copy.deepcopy(resources[kind])
+    breakage(broken)
+
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+# -------------------------------------------------------------------------------- the wiring
+
+
+def test_deployment_runs_pinned_tf_serving_polling_the_mounted_config(resources):
+    args = container(resources)["args"]
+
+    assert container(resources)["image"] == TF_SERVING_IMAGE
+    assert int(arg(args, "model_config_file_poll_wait_seconds")) > 0
+    assert int(arg(args, "file_system_poll_wait_seconds")) > 0
+    assert arg(args, "enable_batching") == "true"
+    models = parse_model_server_config(config_text(resources, arg(args, "model_config_file")))
+    parse_monitoring_config(config_text(resources, arg(args, "monitoring_config_file")))
+    parse_batching_parameters(config_text(resources, arg(args, "batching_parameters_file")))
+    assert [m.name for m in models.model_config_list.config] == ["digits"]
+
+
+def test_configmap_says_what_deploy_tfserving_says(resources):
+    data = resources["ConfigMap"]["data"]
+    local = ROOT / "deploy" / "tfserving"
+
+    assert parse_model_server_config(data["models.config"]) == parse_model_server_config((local / "models.config").read_text())
+    assert parse_monitoring_config(data["monitoring.config"]) == parse_monitoring_config((local / "monitoring.config").read_text())
+    assert parse_batching_parameters(data["batching.config"]) == parse_batching_parameters((local / "batching.config").read_text())
+
+
+def test_readiness_probe_asks_for_the_served_models_status_on_the_rest_port(resources):
+    served = container(resources)
+    models = parse_model_server_config(config_text(resources, arg(served["args"], "model_config_file")))
+    ports = {p["name"]: p["containerPort"] for p in served["ports"]}
+
+    probe = served["readinessProbe"]["httpGet"]
+    assert probe["path"] in {f"/v1/models/{m.name}" for m in models.model_config_list.config}
+    assert ports[probe["port"]] == 8501
+    assert ports[served["livenessProbe"]["tcpSocket"]["port"]] in (8500, 8501)
+    assert set(ports.values()) == {8500, 8501}
+
+
+def test_container_declares_cpu_and_memory_requests_and_limits(resources):
+    resources_ = container(resources)["resources"]
+
+    for section in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(resources_[section])
+
+
+def test_repository_comes_read_only_from_a_read_only_many_claim(resources):
+    pod = resources["Deployment"]["spec"]["template"]["spec"]
+    claim = resources["PersistentVolumeClaim"]
+    models = parse_model_server_config(config_text(resources, arg(container(resources)["args"], "model_config_file")))
+
+    volume = next(v for v in pod["volumes"] if "persistentVolumeClaim" in v)
+    mount = next(m for m in container(resources)["volumeMounts"] if m["name"] == volume["name"])
+    assert volume["persistentVolumeClaim"] == {"claimName": claim["metadata"]["name"], "readOnly": True}
+    assert mount["readOnly"] is True
+    assert all(m.base_path.startswith(mount["mountPath"] + "/") for m in models.model_config_list.config)
+    assert claim["spec"]["accessModes"] == ["ReadOnlyMany"]
+
+
+def test_service_exposes_8500_and_8501_of_the_deployments_pods(resources):
+    service, deployment = resources["Service"], resources["Deployment"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    named = {p["name"]: p["containerPort"] for p in container(resources)["ports"]}
+
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert {p["port"]: named[p["targetPort"]] for p in service["spec"]["ports"]} == {8500: 8500, 8501: 8501}
+
+
+def test_hpa_scales_the_deployment_on_cpu(resources):
+    hpa, deployment = resources["HorizontalPodAutoscaler"], resources["Deployment"]
+
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["minReplicas"] >= 2, "one replica is no scale-out"
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+
+
+def test_prometheus_annotations_point_at_tf_servings_metrics(resources):
+    annotations = resources["Deployment"]["spec"]["template"]["metadata"]["annotations"]
+    monitoring = parse_monitoring_config(config_text(resources, arg(container(resources)["args"], "monitoring_config_file")))
+
+    assert annotations["prometheus.io/path"] == monitoring.prometheus_config.path
+    assert annotations["prometheus.io/port"] == "8501"
