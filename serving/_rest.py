@@ -202,7 +202,10 @@ class _RestApi:
         method = request.method
         path = request.raw_path
         if method not in _ALLOWED_METHODS:
-            return _libevent_error(501, "Not Implemented")
+            # libevent knows TRACE and CONNECT but refuses them; any other name is unparsable.
+            if method in ("TRACE", "CONNECT"):
+                return _libevent_error(501, "Not Implemented")
+            return _libevent_error(400, "Bad Request")
         if not _V1_PATH.fullmatch(path):
             if path == PING_PATH and method in ("GET", "HEAD"):
                 return _json_response(200, b"{}")

@@ -178,6 +178,13 @@ async def test_non_v1_paths_are_libevent_404s_and_ping_answers(server):
     assert (reply.status, reply.body, reply.headers["content-type"]) == (200, b"{}", "application/json")
 
 
+async def test_methods_libevent_refuses(server):
+    reply = await send(server, "TRACE", M)
+    assert reply.status == 501 and b"Not Implemented" in reply.body
+    reply = await send(server, "FROB", M)
+    assert reply.status == 400 and b"Bad Request" in reply.body
+
+
 async def test_options_preflight(server):
     reply = await send(server, "OPTIONS", f"{M}:predict", headers={"Origin": "http://example.com"})
     assert (reply.status, reply.body) == (200, b"")
