@@ -17,6 +17,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("training._cli", "train", "Train a model and publish it as a new version."),
     "models": ("export._cli", "models", "List and inspect versions in a model repository."),
     "serve": ("serving._cli", "serve", "Run the TF-Serving-compatible server (tensorflow_model_server flags)."),
+    "rollout": ("serving._rollout_cli", "rollout", "Publish, canary, promote, rollback and retire model versions."),
+    "bench": ("serving._bench_cli", "bench", "Load-test a server over REST and gRPC and report latency/throughput."),
     "predict": ("client._cli", "predict", "Send a Predict request over REST or gRPC."),
     "status": ("client._cli", "status", "Show a served model's version status."),
 }
