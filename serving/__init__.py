@@ -13,17 +13,29 @@ from serving._core import (
     load_servable,
 )
 from serving._errors import Code, RolloutError, ServerError, StatusError
+from serving._flags import FlagError, ServerOptions, parse_flags
+from serving._manager import ManagerOptions, ModelManager
+from serving._model_config import read_model_config_file, single_model_config
+from serving._server import run_server
 
 __all__ = [
     "Classifications",
     "Code",
+    "FlagError",
     "InferenceTask",
+    "ManagerOptions",
+    "ModelManager",
     "RolloutError",
     "Servable",
     "ServerCore",
     "ServerError",
+    "ServerOptions",
     "State",
     "StatusError",
     "VersionStatus",
     "load_servable",
+    "parse_flags",
+    "read_model_config_file",
+    "run_server",
+    "single_model_config",
 ]

@@ -40,6 +40,12 @@ def test_status_error_rejects_ok_and_unknown_codes():
         StatusError(99, "x")
 
 
-def test_public_names():
+def test_public_names_and_a_cheap_import():
+    import subprocess
+    import sys
+
     assert set(serving.__all__) <= set(dir(serving))
-    assert {"ServerCore", "StatusError", "Code", "ServerError"} <= set(serving.__all__)
+    assert {"ServerCore", "StatusError", "Code", "ServerError", "run_server", "ServerOptions"} <= set(serving.__all__)
+    # `tfstack serve --port=abc` must fail fast: importing the package does not import TensorFlow.
+    probe = "import sys, serving; print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
