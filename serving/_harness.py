@@ -295,10 +295,13 @@ class DockerBackend:
     Args:
         image: the image to run (default: the pinned TF_SERVING_IMAGE).
         docker_host: the engine address (DOCKER_HOST); None means docker's own default.
+        engine: an already built `docker.DockerClient` (or a stand-in with the same methods)
+            to use instead of connecting to `docker_host`.
     """
 
     image: str = TF_SERVING_IMAGE
     docker_host: str | None = None
+    engine: Any = None
     name: str = "docker"
 
     @property
@@ -315,7 +318,12 @@ class DockerBackend:
                 f"Received: ImportError: {exc}"
             ) from exc
         try:
-            engine = docker.DockerClient(base_url=self.docker_host, timeout=10) if self.docker_host else docker.from_env(timeout=10)
+            if self.engine is not None:
+                engine = self.engine
+            elif self.docker_host:
+                engine = docker.DockerClient(base_url=self.docker_host, timeout=10)
+            else:
+                engine = docker.from_env(timeout=10)
             engine.ping()
         except Exception as exc:  # docker-py raises DockerException, requests' errors or OSError
             raise BackendUnavailableError(
