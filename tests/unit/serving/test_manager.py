@@ -174,7 +174,7 @@ async def test_allow_labels_for_unavailable_models_only_for_new_labels(repo: _Re
         await manager.apply_config(_config(("m", repo.base()), extra=f"{policy} version_labels {{ key: 'stable' value: 3 }}"))
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:
+async def _until(predicate, timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         if asyncio.get_running_loop().time() > deadline:
@@ -193,7 +193,9 @@ async def test_config_file_polling_applies_changes_and_survives_bad_files(
         body = "".join(
             f"config {{ name: '{n}' base_path: '{repo.base(n)}' model_platform: 'tensorflow' }}" for n in names
         )
-        config_file.write_text(f"model_config_list {{ {body} }}")
+        staging = tmp_path / "models.config.tmp"  # atomic, so a poll never reads half a file
+        staging.write_text(f"model_config_list {{ {body} }}")
+        staging.replace(config_file)
 
     write("a")
     core, manager = manager_factory()
@@ -201,7 +203,8 @@ async def test_config_file_polling_applies_changes_and_survives_bad_files(
 
     await manager.apply_config(read_model_config_file(config_file))
     manager.start(config_file=str(config_file), config_poll_seconds=0.05)
-    config_file.write_text("improperly formatted file")  # logged, the old config stays
+    (tmp_path / "bad.tmp").write_text("improperly formatted file")  # logged, the old config stays
+    (tmp_path / "bad.tmp").replace(config_file)
     await _until(lambda: "Failed to read ModelServerConfig file" in caplog.text)
     assert core.resolve("a").version == 1
     write("b")
