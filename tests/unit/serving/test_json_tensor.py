@@ -379,3 +379,29 @@ def test_example_errors(body, message):
     with pytest.raises(StatusError) as info:
         jt.examples_from_json(doc)
     assert info.value.code is Code.INVALID_ARGUMENT and message in info.value.message
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [
+        (1.0, "1.0"), (0.5, "0.5"), (-0.0, "-0.0"), (100.0, "100.0"), (1e21, "1e21"), (1.5e-7, "1.5e-7"),
+        (0.001, "0.001"), (1234.5678, "1234.5678"), (1e100, "1e100"), (123456789012345680000.0, "123456789012345680000.0"),
+        (1.2345e-5, "0.000012345"), (2.5e-7, "2.5e-7"), (1.7976931348623157e308, "1.7976931348623157e308"),
+    ],
+)
+def test_debug_rendering_of_doubles_matches_rapidjson_dtoa(value, text):
+    assert jt.debug_string(value) == text
+
+
+def test_debug_rendering_stops_at_nan_like_rapidjson():
+    # rapidjson's writer refuses NaN without kWriteNanAndInfFlag and the rendering stops there.
+    assert jt.debug_string({"a": [1.0, math.nan, 3]}) == '{\n    "a": [1.0, '
+    error = predict_error(b'{"instances": [NaN], "inputs": [1]}')
+    assert error.message == (
+        'JSON Value: {\n    "instances": [ Not formatted correctly expecting only one of '
+        "'inputs' or 'instances' keys to exist "
+    )
+
+
+def test_debug_rendering_escapes_like_rapidjson_writer():
+    assert jt.debug_string({"k\n": "a\"b\\c\x01/é"}) == '{\n    "k\\n": "a\\"b\\\\c\\u0001/é"\n}'
