@@ -23,11 +23,17 @@ from tests.support.models import build_half_plus
 pytestmark = pytest.mark.slow
 
 
+def shared_half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One half_plus_two base path (version 1) per session, so harness tests share one server."""
+    base = tmp_path_factory.getbasetemp() / "harness-shared" / "half_plus_two"
+    if not (base / "1").is_dir():
+        build_half_plus(base / "1")
+    return base
+
+
 @pytest.fixture(scope="module")
 def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("harness_models") / "half_plus_two"
-    build_half_plus(base / "1")
-    return base
+    return shared_half_plus_two(tmp_path_factory)
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])

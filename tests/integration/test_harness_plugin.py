@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.models import build_half_plus
+from tests.integration.test_harness import shared_half_plus_two
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +77,13 @@ def test_external_without_addresses_is_a_usage_error(suite):
 
 
 def test_serving_fixture_on_an_external_server_from_options_and_environment(tmp_path_factory, serving_factory):
-    base = tmp_path_factory.mktemp("plugin_models") / "half_plus_two"
-    build_half_plus(base / "7")
-    endpoint = serving_factory(base)
+    endpoint = serving_factory(shared_half_plus_two(tmp_path_factory))
     suite = tmp_path_factory.mktemp("external_suite")
     (suite / "test_external.py").write_text(
         "import numpy as np\n"
         "def test_predict(serving):\n"
         "    assert serving.backend == 'external' and serving.model_name == 'half_plus_two'\n"
-        "    assert serving.versions == {'half_plus_two': 7}\n"
+        "    assert serving.versions == {'half_plus_two': 1}\n"
         "    for protocol in ('rest', 'grpc'):\n"
         "        out = serving.client(protocol).predict('half_plus_two', {'x': [2.0]})\n"
         "        np.testing.assert_allclose(out['y'], [3.0])\n"
