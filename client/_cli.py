@@ -175,7 +175,7 @@ def predict(
         except (TypeError, ValueError) as exc:
             raise click.BadParameter(str(exc), param_hint="--input") from exc
     if as_json:
-        click.echo(_dump({"outputs": {name: _jsonable(array) for name, array in outputs.items()}}))
+        click.echo(_dump({"outputs": {name: _jsonable(array) for name, array in sorted(outputs.items())}}))
         return
     from rich.console import Console
     from rich.table import Table
@@ -183,7 +183,7 @@ def predict(
     table = Table(title=f"{model_name} · {signature}", title_justify="left")
     for column in ("output", "dtype", "shape", "values"):
         table.add_column(column, overflow="fold")
-    for name, array in outputs.items():
+    for name, array in sorted(outputs.items()):
         with np.printoptions(threshold=40, edgeitems=3, precision=6, suppress=True):
             text = str(_jsonable(array)) if array.dtype == object else np.array2string(array)
         table.add_row(name, "string" if array.dtype == object else str(array.dtype), str(list(array.shape)), text)
