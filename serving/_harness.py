@@ -466,6 +466,11 @@ def _make_client(protocol: str, rest_url: str, grpc_target: str, *, timeout: flo
     return ServingClient.grpc(grpc_target, timeout=timeout, retry=policy)
 
 
+def _describe(status: Any) -> str:
+    error = f" ({status.error_code}: {status.error_message})" if status.error_message else ""
+    return f"version {status.version} is {status.state}{error}"
+
+
 def wait_until_available(
     running: RunningBackend, model_names: Sequence[str], *, timeout: float, backend: str = "server"
 ) -> dict[str, int]:
@@ -510,10 +515,7 @@ def wait_until_available(
                         if ready:
                             versions[name] = max(ready)
                             break
-                        last = ", ".join(
-                            f"version {v.version} is {v.state}" + (f" ({v.error_code}: {v.error_message})" if v.error_message else "")
-                            for v in status.versions
-                        ) or "no versions"
+                        last = ", ".join(_describe(v) for v in status.versions) or "no versions"
                     # Polling, not synchronisation: the deadline above bounds the loop.
                     time.sleep(min(_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
     finally:

@@ -118,7 +118,6 @@ def make_backend(config: pytest.Config) -> ServingBackend:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "serving: the test uses a TF-Serving-compatible server from the harness")
     backend_name(config)  # a bad TFSTACK_SERVING_BACKEND is a usage error before collection
 
 

@@ -103,6 +103,7 @@ def test_an_exited_container_is_reported_at_once_with_its_log_and_removed(attemp
 def test_no_engine_is_a_clear_error_naming_the_address(tmp_path):
     backend = DockerBackend(docker_host="unix:///nonexistent/tfstack/docker.sock")
 
-    with pytest.raises(BackendUnavailableError, match=r"needs a running Docker engine; none answered at unix:///nonexistent/tfstack/docker.sock: "):
+    expected = r"needs a running Docker engine; none answered at unix:///nonexistent/tfstack/docker.sock: "
+    with pytest.raises(BackendUnavailableError, match=expected):
         with serve_models(backend, ServeRequest(models={"m": tmp_path}), workdir=tmp_path):
             pass

@@ -118,9 +118,12 @@ def test_configmap_says_what_deploy_tfserving_says(resources):
     data = resources["ConfigMap"]["data"]
     local = ROOT / "deploy" / "tfserving"
 
-    assert parse_model_server_config(data["models.config"]) == parse_model_server_config((local / "models.config").read_text())
-    assert parse_monitoring_config(data["monitoring.config"]) == parse_monitoring_config((local / "monitoring.config").read_text())
-    assert parse_batching_parameters(data["batching.config"]) == parse_batching_parameters((local / "batching.config").read_text())
+    for key, parse in [
+        ("models.config", parse_model_server_config),
+        ("monitoring.config", parse_monitoring_config),
+        ("batching.config", parse_batching_parameters),
+    ]:
+        assert parse(data[key]) == parse((local / key).read_text()), f"{key} differs from deploy/tfserving/{key}"
 
 
 def test_readiness_probe_asks_for_the_served_models_status_on_the_rest_port(resources):
@@ -169,7 +172,8 @@ def test_hpa_scales_the_deployment_on_cpu(resources):
     hpa, deployment = resources["HorizontalPodAutoscaler"], resources["Deployment"]
 
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == target
     assert hpa["spec"]["minReplicas"] >= 2, "one replica is no scale-out"
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu"
