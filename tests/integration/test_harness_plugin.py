@@ -105,3 +105,22 @@ def test_serving_fixture_without_a_model_says_what_is_missing(tmp_path):
 
     assert code == 1, output
     assert "The `serving` fixture needs --serving-model-base-path" in output
+
+
+def test_serving_fixture_starts_the_embedded_server_for_a_users_model(tmp_path_factory):
+    base = shared_half_plus_two(tmp_path_factory)
+    suite = tmp_path_factory.mktemp("user_suite")
+    (suite / "test_user_model.py").write_text(
+        "import numpy as np\n"
+        "def test_model(serving):\n"
+        "    assert serving.backend == 'embedded' and serving.model_name == 'half_plus_two'\n"
+        "    assert serving.rest_url.startswith('http://127.0.0.1:')\n"
+        "    for protocol in ('rest', 'grpc'):\n"
+        "        out = serving.client(protocol).predict('half_plus_two', {'x': [0.0, 2.0]})\n"
+        "        np.testing.assert_allclose(out['y'], [2.0, 3.0])\n"
+    )
+
+    code, output, _ = run_pytest(suite, env={"TFSTACK_SERVING_MODEL_BASE_PATH": str(base)}, timeout=300)
+
+    assert code == 0, output
+    assert "1 passed" in output
