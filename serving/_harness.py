@@ -115,6 +115,10 @@ class ServeRequest:
         if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
             raise ValueError(f"`timeout` must be a number of seconds > 0. Received: timeout={self.timeout!r}")
 
+    def __hash__(self) -> int:
+        # The generated hash would fail on the dict; equal requests can share one server.
+        return hash((tuple(self.models.items()), self.flags, self.timeout))
+
     @property
     def model_names(self) -> tuple[str, ...]:
         return tuple(self.models)
@@ -123,7 +127,7 @@ class ServeRequest:
         """The text-format ModelServerConfig for these models (paths as the server will see them)."""
         paths = base_paths or {name: str(path) for name, path in self.models.items()}
         entries = "".join(
-            f"  config {{\n    name: '{name}'\n    base_path: '{paths[name]}'\n    model_platform: 'tensorflow'\n  }}\n"
+            f"  config {{\n    name: '{name}'\n    base_path: '{_quote(paths[name])}'\n    model_platform: 'tensorflow'\n  }}\n"
             for name in self.models
         )
         return f"model_config_list {{\n{entries}}}\n"
@@ -152,6 +156,11 @@ class ServingBackend(Protocol):
 
     def start(self, request: ServeRequest, workdir: Path) -> RunningBackend:
         """Start serving `request` without waiting for the models; files go under `workdir`."""
+
+
+def _quote(text: str) -> str:
+    """Escape a value for a single-quoted protobuf text-format string."""
+    return text.replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _free_port() -> int:

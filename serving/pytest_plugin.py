@@ -161,7 +161,7 @@ def serving_factory(serving_backend: ServingBackend, pytestconfig: pytest.Config
     pass `models={name: base_path, ...}` for several. Identical requests share one server.
     """
     default_timeout = _timeout(pytestconfig)
-    started: dict[tuple, ServingEndpoint] = {}
+    started: dict[tuple[tuple[tuple[str, Path], ...], tuple[str, ...]], ServingEndpoint] = {}
     with contextlib.ExitStack() as stack:
 
         def factory(

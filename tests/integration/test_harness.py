@@ -127,3 +127,28 @@ def test_external_backend_rejects_bad_addresses_before_any_io(kwargs, expected):
 def test_serve_request_rejects_bad_arguments(kwargs, expected):
     with pytest.raises((ValueError, TypeError), match=expected):
         ServeRequest(**kwargs)
+
+
+def test_serve_request_normalises_paths_and_writes_a_model_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    request = ServeRequest(models={"a": "models/a", "b": Path("/srv/b")})
+
+    assert request.models == {"a": tmp_path / "models" / "a", "b": Path("/srv/b")}
+    assert request == ServeRequest(models={"a": tmp_path / "models" / "a", "b": "/srv/b"})
+    assert len({request, ServeRequest(models={"a": tmp_path / "models/a", "b": "/srv/b"})}) == 1
+    assert request.model_config({"a": "/models/a", "b": "/models/b"}) == (
+        "model_config_list {\n"
+        "  config {\n    name: 'a'\n    base_path: '/models/a'\n    model_platform: 'tensorflow'\n  }\n"
+        "  config {\n    name: 'b'\n    base_path: '/models/b'\n    model_platform: 'tensorflow'\n  }\n"
+        "}\n"
+    )
+
+
+def test_model_config_survives_quotes_in_paths():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    request = ServeRequest(models={"m": "/data/o'brien\\models/m"})
+
+    parsed = text_format.Parse(request.model_config(), model_server_config_pb2.ModelServerConfig())
+    assert parsed.model_config_list.config[0].base_path == "/data/o'brien\\models/m"
