@@ -353,11 +353,19 @@ class ModelManager:
 
     # ------------------------------------------------------------------ background work
 
+    def start_polling(self) -> None:
+        """Poll the file system every --file_system_poll_wait_seconds (> 0), from now on.
+
+        Start it before the initial config is applied: as in TF Serving, a model without
+        versions on disk holds startup until a version directory appears.
+        """
+        period = self._options.file_system_poll_wait_seconds
+        if period > 0 and not any(t.get_name() == "fs-poll" for t in self._tasks):
+            self._tasks.append(asyncio.get_running_loop().create_task(self._poll_forever(period), name="fs-poll"))
+
     def start(self, *, config_file: str = "", config_poll_seconds: float = 0) -> None:
         """Start file-system polling and, if asked, config-file polling (call after startup)."""
-        period = self._options.file_system_poll_wait_seconds
-        if period > 0:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._poll_forever(period)))
+        self.start_polling()
         if config_file and config_poll_seconds > 0:
             self._tasks.append(
                 asyncio.get_running_loop().create_task(self._watch_config(config_file, config_poll_seconds))
@@ -384,7 +392,7 @@ class ModelManager:
             try:
                 await self.apply_config(config)
                 logger.info("Reloaded model config from %s", path)
-            except StatusError as exc:
+            except Exception as exc:  # keep watching: a bad config must not end config polling
                 logger.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", exc)
 
     async def close(self) -> None:

@@ -112,6 +112,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
     grpc_server = None
     rest_runner = None
     try:
+        manager.start_polling()
         loading = asyncio.ensure_future(manager.apply_config(config, word="servable"))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)

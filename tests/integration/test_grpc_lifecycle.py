@@ -180,3 +180,21 @@ def test_startup_failures_exit_255_with_tf_serving_messages(tmp_path: Path):
     assert server.process.wait(120) == 255
     assert "Failed to start server. Error: UNKNOWN: 1 servable(s) did not become available: " \
            "{{name: default version: 1} due to error: NOT_FOUND: " in server.log_text()
+
+
+def test_no_port_opens_until_the_first_version_exists(tmp_path: Path, half_plus_two_base: Path):
+    import socket
+
+    base = tmp_path / "models" / "late"
+    base.mkdir(parents=True)
+    server = launch(tmp_path, "--model_name=late", f"--model_base_path={base}", rest=False)
+    try:
+        server.wait_for_log("No versions of servable late found under base path")
+        with socket.socket() as probe:  # TF Serving opens no port while a model has no version
+            assert probe.connect_ex(("127.0.0.1", server.grpc_port)) != 0
+        _publish(half_plus_two_base / "00000123", base, "3")
+        server.wait_for_log("Running gRPC ModelServer at")
+        predictions, _ = _stubs(server.grpc_target)
+        assert _predict(predictions, "late").model_spec.version.value == 3
+    finally:
+        assert server.stop() == 0
