@@ -39,20 +39,13 @@ def _percentiles(samples_us: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p99
 
 
-def _timed(call, requests: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        call()
-    samples = []
-    for _ in range(requests):
-        started = time.perf_counter_ns()
-        call()
-        samples.append((time.perf_counter_ns() - started) / 1000)
-    return samples
-
-
 def _load_generator(grpc_target: str, rest_port: int, predict_bytes: bytes, rest_path: str, rest_body: bytes,
-                    requests: int, warmup: int, results) -> None:
-    """Runs in its own process: sequential requests, latencies in microseconds."""
+                    warmup: int, pipe) -> None:
+    """Runs in its own process: on each "go", one chunk of sequential requests, interleaved.
+
+    Interleaving the four kinds request by request (and the chunks with the parent's
+    in-process chunks) lets machine noise hit every measurement alike.
+    """
     import grpc
 
     channel = grpc.insecure_channel(grpc_target)
@@ -61,20 +54,35 @@ def _load_generator(grpc_target: str, rest_port: int, predict_bytes: bytes, rest
     connection = http.client.HTTPConnection("127.0.0.1", rest_port)
 
     def rest(method: str, path: str, body: bytes | None, expect: int):
+        headers = {"Content-Type": "application/json"} if body else {}
+
         def call():
-            connection.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
             response.read()
             assert response.status == expect, response.status
         return call
 
-    out = {
-        "grpc_floor": _timed(lambda: health(b"", timeout=10), requests, warmup),
-        "grpc_predict": _timed(lambda: predict(predict_bytes, timeout=10), requests, warmup),
-        "rest_floor": _timed(rest("GET", "/", None, 404), requests, warmup),
-        "rest_predict": _timed(rest("POST", rest_path, rest_body, 200), requests, warmup),
+    calls = {
+        "grpc_floor": lambda: health(b"", timeout=10),
+        "grpc_predict": lambda: predict(predict_bytes, timeout=10),
+        "rest_floor": rest("GET", "/", None, 404),
+        "rest_predict": rest("POST", rest_path, rest_body, 200),
     }
-    results.put(out)
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    while True:
+        size = pipe.recv()
+        if size is None:
+            return
+        out: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(size):
+            for name, call in calls.items():
+                started = time.perf_counter_ns()
+                call()
+                out[name].append((time.perf_counter_ns() - started) / 1000)
+        pipe.send(out)
 
 
 def _ensure_model(base_path: str | None) -> tuple[str, Path]:
@@ -109,6 +117,7 @@ def main() -> int:
     parser.add_argument("--model-base-path", default=None)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=20, help="alternate in-process and remote chunks this often")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the numbers here")
     args = parser.parse_args()
 
@@ -129,12 +138,16 @@ def main() -> int:
     function = servable._functions["serving_default"]
     tensors = {k: tf.constant(v) for k, v in inputs.items()}
     flat_args = [tensors[name] for name in servable._flat_args["serving_default"]]
-    results: dict[str, list[float]] = {
+    in_process = {
         # the signature as the server calls it (a flat call, like a TF Serving session run)
-        "in_process_signature": _timed(lambda: function._call_flat(flat_args, function.captured_inputs), args.requests, args.warmup),
-        "in_process_structured": _timed(lambda: function(**tensors), args.requests, args.warmup),
-        "in_process_core": _timed(lambda: run_predict(servable, "serving_default", inputs), args.requests, args.warmup),
+        "in_process_signature": lambda: function._call_flat(flat_args, function.captured_inputs),
+        "in_process_structured": lambda: function(**tensors),
+        "in_process_core": lambda: run_predict(servable, "serving_default", inputs),
     }
+    for _ in range(args.warmup):
+        for call in in_process.values():
+            call()
+    results: dict[str, list[float]] = {name: [] for name in in_process}
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
@@ -146,19 +159,30 @@ def main() -> int:
         Path(log_dir), model_name=model_name, model_base_path=base, rest=True
     ) as server:
         context = multiprocessing.get_context("spawn")
-        queue = context.Queue()
+        parent_end, child_end = context.Pipe()
         generator = context.Process(
             target=_load_generator,
             args=(server.grpc_target, server.rest_port, request.SerializeToString(),
-                  f"/v1/models/{model_name}:predict", rest_body, args.requests, args.warmup, queue),
+                  f"/v1/models/{model_name}:predict", rest_body, args.warmup, child_end),
         )
         generator.start()
-        results.update(queue.get(timeout=1800))
+        chunk = max(1, args.requests // args.rounds)
+        for _ in range(args.rounds):
+            for _ in range(chunk):
+                for name, call in in_process.items():
+                    started = time.perf_counter_ns()
+                    call()
+                    results[name].append((time.perf_counter_ns() - started) / 1000)
+            parent_end.send(chunk)
+            for name, samples in parent_end.recv().items():
+                results.setdefault(name, []).extend(samples)
+        parent_end.send(None)
         generator.join()
 
     rows = {name: _percentiles(samples) for name, samples in results.items()}
-    print(f"\nmodel {model_name} v{version} ({base}), batch 1, concurrency 1, {args.requests} requests each, "
+    print(f"\nmodel {model_name} v{version} ({base}), batch 1, concurrency 1, {len(results['grpc_predict'])} requests each, "
           f"{os.cpu_count()} CPUs\n")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} (the targets assume an otherwise idle machine)")
     print(f"{'measurement':<24}{'p50 (us)':>12}{'p99 (us)':>12}")
     for name, (p50, p99) in rows.items():
         print(f"{name:<24}{p50:>12.0f}{p99:>12.0f}")
