@@ -1,0 +1,54 @@
+"""gRPC wire helpers: output tensors as TF Serving encodes them, request tensor parsing, channel args."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
+
+from serving import Code, StatusError
+from serving._grpc import _truncate, ndarray_to_tensor_proto, parse_channel_arguments, tensor_proto_to_ndarray
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
+     np.bool_, np.float16, np.complex64, np.complex128],
+)
+@pytest.mark.parametrize("tensor_content", [False, True])
+def test_outputs_round_trip_through_tensorflow(dtype, tensor_content):
+    array = (np.arange(6).reshape(2, 3) % 3).astype(dtype)
+    proto = ndarray_to_tensor_proto(array, tensor_content=tensor_content)
+    assert bool(proto.tensor_content) == tensor_content
+    decoded = tf.make_ndarray(proto)
+    assert decoded.dtype == array.dtype and np.array_equal(decoded, array)
+
+
+def test_float_outputs_use_float_val_like_tf_serving():
+    proto = ndarray_to_tensor_proto(np.array([[3.0]], np.float32))
+    assert list(proto.float_val) == [3.0] and [d.size for d in proto.tensor_shape.dim] == [1, 1]
+    strings = ndarray_to_tensor_proto(np.array([b"a", b"bc"], object))
+    assert strings.dtype == tf.string.as_datatype_enum and list(strings.string_val) == [b"a", b"bc"]
+
+
+def test_bad_request_tensors_are_parsing_errors():
+    huge = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum, float_val=[1.0])
+    huge.tensor_shape.dim.add(size=10**12)  # one value repeated a trillion times: refused, not allocated
+    negative = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum)
+    negative.tensor_shape.dim.add(size=-3)
+    short = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum, tensor_content=b"\x00" * 3)
+    short.tensor_shape.dim.add(size=2)
+    for proto in (huge, negative, short):
+        with pytest.raises(StatusError) as info:
+            tensor_proto_to_ndarray("x", proto)
+        assert (info.value.code, info.value.message) == (Code.INVALID_ARGUMENT, "tensor parsing error: x")
+
+
+def test_channel_arguments_and_truncation():
+    assert parse_channel_arguments("grpc.max_connection_age_ms=2000,grpc.primary_user_agent=x") == [
+        ("grpc.max_connection_age_ms", 2000), ("grpc.primary_user_agent", "x")]
+    with pytest.raises(ValueError, match="Received: 'oops'"):
+        parse_channel_arguments("oops")
+    assert _truncate("a" * 1024) == "a" * 1024
+    assert _truncate("a" * 1025) == "a" * 1024 + "...TRUNCATED"
