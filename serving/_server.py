@@ -74,12 +74,26 @@ async def _start_rest(core: ServerCore, options: ServerOptions):
         ) from exc
     from aiohttp import web
 
+    from serving._grpc import Activity
+
     app = _rest.build_rest_app(core, timeout=options.rest_timeout)
+    activity = Activity()
+
+    @web.middleware
+    async def track(request, handler):  # counts requests in flight so shutdown can drain them
+        activity.active += 1
+        activity.last_started = asyncio.get_running_loop().time()
+        try:
+            return await handler(request)
+        finally:
+            activity.active -= 1
+
+    app.middlewares.append(track)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.rest_api_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await site.start()
-    return runner
+    return runner, activity
 
 
 async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = None) -> int:
@@ -110,7 +124,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         ),
     )
     grpc_server = None
-    rest_runner = None
+    rest_runner = rest_activity = None
     try:
         manager.start_polling()
         loading = asyncio.ensure_future(manager.apply_config(config, word="servable"))
@@ -153,7 +167,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
         if options.rest_api_port:
             try:
-                rest_runner = await _start_rest(core, options)
+                rest_runner, rest_activity = await _start_rest(core, options)
             except StatusError as exc:
                 return _startup_failure(exc)
             except OSError as exc:
@@ -165,10 +179,10 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         logger.info("Received shutdown signal; finishing in-flight requests (at most %.0f s).", SHUTDOWN_GRACE_SECONDS)
         return 0
     finally:
-        await _shutdown(grpc_server, rest_runner, manager, core)
+        await _shutdown(grpc_server, rest_runner, rest_activity, manager, core)
 
 
-async def _shutdown(grpc_server, rest_runner, manager: ModelManager, core: ServerCore) -> None:
+async def _shutdown(grpc_server, rest_runner, rest_activity, manager: ModelManager, core: ServerCore) -> None:
     steps = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
@@ -177,8 +191,14 @@ async def _shutdown(grpc_server, rest_runner, manager: ModelManager, core: Serve
         if health is not None:
             with contextlib.suppress(Exception):
                 await health.enter_graceful_shutdown()
-        # Calls that already reached us are answered before grpc.aio's stop() would cancel them.
-        await grpc_server.activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=deadline)
+    # Requests that already reached us are answered before the servers' stop() would cancel
+    # them (grpc.aio cancels calls it has not dispatched yet).
+    activities = [grpc_server.activity] if grpc_server is not None else []
+    if rest_activity is not None:
+        activities.append(rest_activity)
+    for activity in activities:
+        await activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=deadline)
+    if grpc_server is not None:
         steps.append(grpc_server.stop(max(0.1, deadline - loop.time())))
     if rest_runner is not None:
         steps.append(rest_runner.cleanup())
