@@ -757,9 +757,9 @@ class Rollout:
             state = self._resume(model_name)
             if version == state.stable:
                 raise RolloutError(f"Version {version} of {model_name!r} is already stable; nothing to canary.")
-            if state.canary == version and state.pending is None:
-                logger.info("%s: canary is already version %d", model_name, version)
-                return state
+            if state.canary == version:
+                logger.info("%s: canary is already version %d; checking the server agrees", model_name, version)
+                return self._apply(model_name, state, event=None)
             self.repository.version_path(model_name, version)
             results = self._pre_gates(model_name, state.stable, version)
             for result in results:

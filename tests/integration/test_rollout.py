@@ -23,7 +23,7 @@ import pytest
 from client import RetryPolicy, ServingClient, ServingError
 from client._traffic import CanarySplit, TrafficStats
 from serving._gates import GateError
-from serving._rollout import LiveServer, Rollout, RolloutPolicy
+from serving._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
 from tests.support.server import start_server
 
 MODEL = "iris"
@@ -141,6 +141,10 @@ def test_publish_canary_promote_rollback_promote_retire_under_load(tmp_path, tra
             assert published.version == 2
             state = step("canary 2", lambda: rollout.canary(MODEL, 2))
             assert (state.stable, state.canary) == (1, 2)
+            # The clients' own per-label counters feed the watcher; a healthy canary stays.
+            lenient = WatchThresholds(max_p99_ratio=10.0, min_p99_increase_ms=500.0)
+            watched = step("watch 2s", lambda: rollout.watch(MODEL, load.stats, thresholds=lenient, duration=2, interval=0.5))
+            assert not watched.rolled_back and watched.checks >= 2, watched
             state = step("promote", lambda: rollout.promote(MODEL, grace_seconds=300))
             assert (state.stable, state.previous) == (2, 1)
             state = step("rollback", lambda: rollout.rollback(MODEL))
@@ -215,6 +219,13 @@ def test_canary_and_promote_relying_on_config_polling_only(tmp_path, trained):
         with Load(server) as load:
             load.wait_for_requests(100)
             rollout.canary(MODEL, 2)
+            watch = subprocess.run(
+                [sys.executable, "-m", "tfstack_cli", "rollout", "--config", str(config), "--base-path", str(base),
+                 "--rest", server.rest_url, "watch", MODEL, "--duration", "1", "--interval", "0.5",
+                 "--probe-requests", "5", "--max-p99-ratio", "10", "--min-p99-increase-ms", "500"],
+                capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,
+            )
+            assert watch.returncode == 0 and "Canary healthy" in watch.stdout, watch.stdout + watch.stderr
             rollout.promote(MODEL, grace_seconds=0)
             load.wait_for_requests(len(load.records) + 100)
         live.close()

@@ -405,3 +405,43 @@ def test_policy_validates_its_arguments():
         RolloutPolicy(grace_seconds=-1)
     with pytest.raises(ValueError, match="skip_gates"):
         RolloutPolicy(skip_gates=("speed",))
+
+
+def test_infra_gate_compares_served_outputs_with_the_in_process_model_and_undoes_a_mismatch(tmp_path, clock, half_plus_two_base):
+    import shutil
+
+    base = tmp_path / "models"
+    for version in (1, 2):
+        path = base / MODEL / str(version)
+        shutil.copytree(half_plus_two_base / "123", path)
+        (path / "assets.extra").mkdir(exist_ok=True)
+        signatures = {"serving_default": {"inputs": {"x": {"dtype": "float32", "shape": None}},
+                                          "outputs": {"y": {"dtype": "float32", "shape": None}}}}
+        (path / "assets.extra" / "manifest.json").write_text(json.dumps({"metrics": {"accuracy": 1.0}, "signatures": signatures}))
+        (path / "assets.extra" / "sample_request.json").write_text(json.dumps({"inputs": {"x": [1.0, 2.0]}}))
+
+    class ServingServer(FakeServer):
+        offset = 0.0
+
+        def predictors(self, model_name, version):
+            def predict(signature_name, inputs):
+                return {"y": 0.5 * inputs["x"] + 2.0 + self.offset}
+
+            return {"rest": predict, "grpc": predict}
+
+    offline = make_rollout(tmp_path, base, None, clock)
+    offline.init(MODEL, 1)
+    server = ServingServer()
+    server.reload(offline.config.read())
+    rollout = Rollout(tmp_path / "models.config", base, server=server, clock=clock)  # every gate on
+    rollout.init(MODEL)
+    before = rollout.config.path.read_text()
+
+    server.offset = 0.5
+    with pytest.raises(GateError, match=r"(?s)infra gate FAILED.*grpc: outputs differ from the in-process model: y: max abs difference 0.5"):
+        rollout.canary(MODEL, 2)
+    assert rollout.config.path.read_text() == before
+    assert server.states[2] == "END"  # loaded for the check, then unloaded again
+
+    server.offset = 0.0
+    assert rollout.canary(MODEL, 2).canary == 2
