@@ -1112,6 +1112,19 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
             "A training run directory only has logs and summary.json; publish the run with "
             "`tfstack train` (which exports) or pass its TrainResult to Rollout.publish."
         )
+    digest = content_digest(saved_model)
+    for existing_version in repository.versions(model_name):
+        try:
+            existing = repository.manifest(model_name, existing_version)
+        except export.ExportError:
+            continue
+        if existing.get("content_sha256") == digest:
+            # Publishing is idempotent: a re-run after a crash or a retry gets the same version.
+            logger.info("%s is already published as %s version %d", saved_model, model_name, existing_version)
+            return export.PublishedVersion(
+                model_name=model_name, version=existing_version,
+                path=repository.version_path(model_name, existing_version), manifest=existing,
+            )
     model_dir = repository.base_path / model_name
     model_dir.mkdir(parents=True, exist_ok=True)
     staging_id = uuid.uuid4().hex
@@ -1135,6 +1148,7 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
                 }
             manifest["model_name"] = model_name
             manifest["published_from"] = str(saved_model.absolute())
+            manifest["content_sha256"] = digest
             lock = FileLock(str(model_dir / repo_module.LOCK_NAME), timeout=repository.lock_timeout)
             try:
                 lock.acquire()
@@ -1168,3 +1182,20 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
         Path(staging_lock.lock_file).unlink(missing_ok=True)
         staging_lock.release()
     return export.PublishedVersion(model_name=model_name, version=chosen, path=target, manifest=manifest)
+
+
+def content_digest(saved_model: Path) -> str:
+    """sha256 over the SavedModel's files (names and bytes), without tfstack's manifest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(saved_model).rglob("*") if p.is_file()):
+        relative = path.relative_to(saved_model).as_posix()
+        if relative == "assets.extra/manifest.json":
+            continue
+        digest.update(relative.encode("utf-8") + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()

@@ -381,6 +381,8 @@ def test_publish_copies_a_saved_model_atomically_and_renumbers_its_manifest(tmp_
     manifest = json.loads((repo / MODEL / "3" / "assets.extra" / "manifest.json").read_text())
     assert manifest["version"] == 3 and manifest["published_from"] == str(source.absolute())
     assert not [p for p in (repo / MODEL).iterdir() if p.name.startswith(".staging")]
+    again = publish_saved_model(Rollout(tmp_path / "m.config", repo).repository, MODEL, source)
+    assert again.version == 3 and sorted(int(p.name) for p in (repo / MODEL).iterdir() if p.name.isdigit()) == [1, 2, 3]
 
 
 def test_publish_explains_a_directory_without_a_saved_model(tmp_path, repo):
