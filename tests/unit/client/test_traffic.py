@@ -95,3 +95,16 @@ def test_snapshot_reset_starts_a_new_window():
 def test_bad_options_are_rejected(option):
     with pytest.raises(ValueError):
         CanarySplit(FakeClient(), "m", **option)
+
+
+def test_importing_the_traffic_module_pulls_in_no_tensorflow_or_server_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, client._traffic; "
+        "bad = [m for m in ('tensorflow', 'serving', 'export', 'training', 'grpc', 'httpx') if m in sys.modules]; "
+        "print(bad)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
