@@ -23,6 +23,7 @@ from client._errors import (
     VersionLabelNotFoundError,
 )
 from client._options import RetryPolicy, TlsConfig
+from client._traffic import AsyncCanarySplit, CanarySplit, LabelStats, ShadowReport, TrafficStats
 from client._results import (
     Classification,
     ClassifyResult,
@@ -35,12 +36,15 @@ from client._results import (
 )
 
 __all__ = [
+    "AsyncCanarySplit",
     "AsyncServingClient",
     "BadResponseError",
+    "CanarySplit",
     "Classification",
     "ClassifyResult",
     "InternalServerError",
     "InvalidInputError",
+    "LabelStats",
     "ModelMetadata",
     "ModelNotFoundError",
     "ModelStatus",
@@ -50,9 +54,11 @@ __all__ = [
     "ServerUnavailableError",
     "ServingClient",
     "ServingError",
+    "ShadowReport",
     "SignatureInfo",
     "TensorInfo",
     "TlsConfig",
+    "TrafficStats",
     "VersionLabelNotFoundError",
     "VersionStatus",
 ]
