@@ -16,6 +16,7 @@ import enum
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -236,6 +237,11 @@ class ServerCore:
         # States are written from loader threads and read on the loop; a lock keeps each read whole.
         self._lock = threading.Lock()
         self._listeners: list[Any] = []
+        # Hooks the server sets at startup: `batching` (a serving._batching.BatchingSession) takes
+        # Predict/Classify/Regress; `on_inference(model_name, version, api, code, seconds)` is told
+        # about each of them (serving._monitoring's runtime latency and per-version counts).
+        self.batching: Any = None
+        self.on_inference: Any = None
 
     # ----------------------------------------------------------------- state table (manager side)
 
@@ -377,7 +383,11 @@ class ServerCore:
         Validation and texts follow TF Serving's predict_util.cc (spec §3.3): unknown signature
         FAILED_PRECONDITION; input count/alias, output_filter and dtype errors INVALID_ARGUMENT.
         """
-        return await self._run(timeout, run_predict, servable, signature_name, inputs, output_filter)
+        if self.batching is not None:
+            call = self.batching.predict(servable, signature_name, inputs, output_filter, timeout)
+        else:
+            call = self._run(timeout, run_predict, servable, signature_name, inputs, output_filter)
+        return await self._observed("Predict", servable, call)
 
     async def classify(
         self,
@@ -393,7 +403,11 @@ class ServerCore:
         `context` (a serialized Example) is prepended to every example, as TF Serving does for
         ExampleListWithContext.
         """
-        return await self._run(timeout, run_classify, servable, signature_name, examples, context)
+        if self.batching is not None:
+            call = self.batching.classify(servable, signature_name, examples, timeout, context=context)
+        else:
+            call = self._run(timeout, run_classify, servable, signature_name, examples, context)
+        return await self._observed("Classify", servable, call)
 
     async def regress(
         self,
@@ -405,7 +419,30 @@ class ServerCore:
         context: bytes = b"",
     ) -> list[float]:
         """Regress serialized tf.Examples; one float per example (spec §1.7)."""
-        return await self._run(timeout, run_regress, servable, signature_name, examples, context)
+        if self.batching is not None:
+            call = self.batching.regress(servable, signature_name, examples, timeout, context=context)
+        else:
+            call = self._run(timeout, run_regress, servable, signature_name, examples, context)
+        return await self._observed("Regress", servable, call)
+
+    async def _observed(self, api: str, servable: Servable, call) -> Any:
+        observer = self.on_inference
+        if observer is None:
+            return await call
+        started, code = time.perf_counter(), Code.OK
+        try:
+            return await call
+        except StatusError as exc:
+            code = exc.code
+            raise
+        except asyncio.CancelledError:
+            code = Code.CANCELLED
+            raise
+        finally:
+            try:
+                observer(servable.model_name, servable.version, api, code, time.perf_counter() - started)
+            except Exception:  # metrics must never fail a request
+                logger.exception("Inference observer failed")
 
     async def multi_inference(
         self,

@@ -1,0 +1,456 @@
+"""Dynamic batching as TF Serving does it (`--enable_batching`, spec §6).
+
+One `BatchScheduler` is shared by every model, version and signature (TF's SharedBatchScheduler):
+each (servable, signature) has its own queue of batches, and one pool of `num_batch_threads`
+threads runs whichever batch is ready. Concurrent requests are merged along dim 0, padded up to
+the next `allowed_batch_sizes` entry with copies of the first row, run once, and the outputs are
+split back per request, so clients see the same responses as without batching.
+
+Deliberate difference: `pad_variable_length_inputs` is accepted but non-batch dims are never
+padded. Tasks whose inputs differ in non-batch shape or dtype are not merged; they simply go into
+separate batches (TF Serving would fail such a merge with FAILED_PRECONDITION instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from serving._errors import Code, StatusError
+
+logger = logging.getLogger("tfstack.serving")
+
+DEFAULT_THREAD_POOL_NAME = "model_server_batch_threads"  # the model server's name when there is no file
+QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitted is full"
+
+# (seconds waited in the queue, thread_pool_name) after each task leaves its queue.
+QueuingObserver = Callable[[float, str], None]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BatchingParameters:
+    """`tensorflow.serving.BatchingParameters` with TF Serving's defaults (spec §6 table).
+
+    Build it with `read_batching_parameters` / `parse_batching_parameters`, or directly in tests.
+    """
+
+    max_batch_size: int = 1000
+    batch_timeout_micros: int = 0
+    max_enqueued_batches: int = 10
+    num_batch_threads: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    thread_pool_name: str = "batch_threads"
+    allowed_batch_sizes: tuple[int, ...] = ()
+    pad_variable_length_inputs: bool = False
+    enable_large_batch_splitting: bool = False
+    max_execution_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        validate_batching_parameters(self)
+
+    @property
+    def execution_limit(self) -> int:
+        """The largest batch that runs: max_execution_batch_size when splitting, else max_batch_size."""
+        return self.max_execution_batch_size or self.max_batch_size
+
+
+def validate_batching_parameters(params: BatchingParameters) -> None:
+    """Raise `StatusError(INVALID_ARGUMENT)` with TF's texts when the parameters cannot schedule."""
+    checks = (
+        ("max_batch_size", params.max_batch_size, "must be positive", params.max_batch_size > 0),
+        ("batch_timeout_micros", params.batch_timeout_micros, "must be non-negative", params.batch_timeout_micros >= 0),
+        ("max_enqueued_batches", params.max_enqueued_batches, "must be positive", params.max_enqueued_batches > 0),
+        ("num_batch_threads", params.num_batch_threads, "must be positive", params.num_batch_threads > 0),
+    )
+    for name, value, rule, ok in checks:
+        if not ok:
+            raise StatusError(Code.INVALID_ARGUMENT, f"{name} {rule}; was {value}")
+    sizes = params.allowed_batch_sizes
+    if sizes:
+        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
+            raise StatusError(Code.INVALID_ARGUMENT, "allowed_batch_sizes entries must be monotonically increasing")
+        limit = params.execution_limit if params.enable_large_batch_splitting else params.max_batch_size
+        if sizes[-1] != limit:
+            raise StatusError(
+                Code.INVALID_ARGUMENT,
+                f"Last entry in allowed_batch_sizes must match max_batch_size; last entry was {sizes[-1]}; expected {limit}",
+            )
+
+
+_PROTO_CLASS: Any = None
+
+
+def _batching_parameters_proto_class():
+    """`tensorflow.serving.BatchingParameters`, built from its field list (the pip package lacks it)."""
+    global _PROTO_CLASS
+    if _PROTO_CLASS is not None:
+        return _PROTO_CLASS
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    F = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="tfstack/batching_parameters.proto",
+        package="tensorflow.serving",
+        dependency=["google/protobuf/wrappers.proto"],
+        syntax="proto3",
+    )
+    message = file_proto.message_type.add(name="BatchingParameters")
+    wrappers = {
+        "max_batch_size": (1, "Int64Value"), "batch_timeout_micros": (2, "Int64Value"),
+        "max_enqueued_batches": (3, "Int64Value"), "num_batch_threads": (4, "Int64Value"),
+        "thread_pool_name": (5, "StringValue"), "enable_large_batch_splitting": (8, "BoolValue"),
+        "max_execution_batch_size": (9, "Int64Value"),
+    }
+    for name, (number, kind) in wrappers.items():
+        message.field.add(name=name, number=number, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
+                          type_name=f".google.protobuf.{kind}")
+    message.field.add(name="allowed_batch_sizes", number=6, label=F.LABEL_REPEATED, type=F.TYPE_INT64)
+    message.field.add(name="pad_variable_length_inputs", number=7, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
+    pool.Add(file_proto)
+    _PROTO_CLASS = message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+    return _PROTO_CLASS
+
+
+def parse_batching_parameters(text: str, *, path: str = "<text>") -> BatchingParameters:
+    """Parse a text-format BatchingParameters; unset fields take TF Serving's defaults.
+
+    Raises:
+        StatusError: INVALID_ARGUMENT `Invalid protobuf file: '<path>'` on a syntax error, or a
+            validation text (e.g. the allowed_batch_sizes rule).
+    """
+    from google.protobuf import text_format
+
+    proto = _batching_parameters_proto_class()()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as exc:
+        logger.error("Failed to parse BatchingParameters file %s: %s", path, exc)
+        raise StatusError(Code.INVALID_ARGUMENT, f"Invalid protobuf file: '{path}'") from exc
+    values: dict[str, Any] = {}
+    for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads",
+                 "thread_pool_name", "enable_large_batch_splitting", "max_execution_batch_size"):
+        if proto.HasField(name):
+            values[name] = getattr(proto, name).value
+    values["allowed_batch_sizes"] = tuple(proto.allowed_batch_sizes)
+    values["pad_variable_length_inputs"] = proto.pad_variable_length_inputs
+    return BatchingParameters(**values)
+
+
+def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingParameters:
+    """`--batching_parameters_file` as BatchingParameters; None/"" gives the model server's defaults."""
+    if not path:
+        return BatchingParameters(thread_pool_name=DEFAULT_THREAD_POOL_NAME)
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StatusError(Code.INVALID_ARGUMENT, f"Invalid protobuf file: '{path}'") from exc
+    return parse_batching_parameters(text, path=path)
+
+
+# ------------------------------------------------------------------------------ scheduling
+
+
+def task_size(inputs: Mapping[str, np.ndarray]) -> int:
+    """A request's batch size: the shared dim 0 of its inputs (TF's batching_session texts)."""
+    size: int | None = None
+    for array in inputs.values():
+        if np.ndim(array) == 0:
+            raise StatusError(Code.INVALID_ARGUMENT, "Batching Run() input tensors must have at least one dimension")
+        if size is None:
+            size = array.shape[0]
+        elif array.shape[0] != size:
+            raise StatusError(Code.INVALID_ARGUMENT, "Batching Run() input tensors must have equal 0th-dimension size")
+    if size is None:
+        raise StatusError(Code.INVALID_ARGUMENT, "Batching Run() must have at least one input tensor")
+    return size
+
+
+def _merge_key(inputs: Mapping[str, np.ndarray]) -> tuple:
+    # Tasks merge only when every input agrees on everything but dim 0.
+    return tuple(sorted((alias, array.dtype.str, array.shape[1:]) for alias, array in inputs.items()))
+
+
+class _Task:
+    __slots__ = ("inputs", "size", "future", "enqueued")
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], size: int, future: asyncio.Future) -> None:
+        self.inputs = inputs
+        self.size = size
+        self.future = future
+        self.enqueued = time.perf_counter()
+
+
+class _Batch:
+    __slots__ = ("key", "tasks", "size", "closed", "opened")
+
+    def __init__(self, key: tuple, opened: float) -> None:
+        self.key = key
+        self.tasks: list[_Task] = []
+        self.size = 0
+        self.closed = False
+        self.opened = opened
+
+
+class _Queue:
+    __slots__ = ("run", "batches", "timer")
+
+    def __init__(self, run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]) -> None:
+        self.run = run
+        self.batches: deque[_Batch] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class BatchScheduler:
+    """TF's SharedBatchScheduler on an asyncio loop: per-key queues, one pool of batch threads.
+
+    `submit` is called on the event loop; batches run on a thread pool of `num_batch_threads`.
+
+    Example:
+        >>> scheduler = BatchScheduler(BatchingParameters(max_batch_size=8))
+        >>> outputs = await scheduler.submit(("m", 1, "serving_default"), run, {"x": np.ones((1, 3))})
+    """
+
+    def __init__(self, params: BatchingParameters, *, on_queued: QueuingObserver | None = None) -> None:
+        if not isinstance(params, BatchingParameters):
+            raise TypeError(f"params must be BatchingParameters. Received: params={params!r}")
+        self.params = params
+        self._on_queued = on_queued
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=params.num_batch_threads, thread_name_prefix=params.thread_pool_name
+        )
+        self._queues: dict[Any, _Queue] = {}
+        self._busy = 0
+        self._round_robin: deque[Any] = deque()
+        self.batches_run = 0  # for tests and the benchmark: how many merged runs happened
+
+    def close(self) -> None:
+        """Stop the batch threads (running batches finish; queued tasks fail UNAVAILABLE)."""
+        for queue in self._queues.values():
+            for batch in queue.batches:
+                for task in batch.tasks:
+                    if not task.future.done():
+                        task.future.set_exception(StatusError(Code.UNAVAILABLE, "Batch scheduler is shutting down"))
+        self._queues.clear()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(
+        self,
+        key: Any,
+        run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        inputs: Mapping[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Enqueue one request; returns its slice of the batched outputs.
+
+        Args:
+            key: identifies the queue, e.g. (servable, signature_name); equal keys must share `run`.
+            run: blocking function feeding merged inputs (alias -> array) to the model, returning
+                outputs whose dim 0 is the merged batch size.
+            inputs: this request's inputs, all with the same dim 0 (its size).
+
+        Raises:
+            StatusError: INVALID_ARGUMENT (scalar inputs, unequal dim 0, task larger than
+                max_batch_size), UNAVAILABLE when the queue is full, or whatever `run` raised.
+        """
+        size = task_size(inputs)
+        limit = self.params.max_batch_size
+        if size > limit:
+            raise StatusError(Code.INVALID_ARGUMENT, f"Task size {size} is larger than maximum input batch size {limit}")
+        loop = asyncio.get_running_loop()
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue(run)
+            self._round_robin.append(key)
+        merge_key = _merge_key(inputs)
+        batch = queue.batches[-1] if queue.batches else None
+        if batch is None or batch.closed or batch.key != merge_key or batch.size + size > limit:
+            if batch is not None:
+                batch.closed = True
+            if len(queue.batches) >= self.params.max_enqueued_batches:
+                raise StatusError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
+            batch = _Batch(merge_key, loop.time())
+            queue.batches.append(batch)
+            if self.params.batch_timeout_micros > 0:
+                loop.call_later(self.params.batch_timeout_micros / 1e6, self._dispatch)
+        task = _Task(inputs, size, loop.create_future())
+        batch.tasks.append(task)
+        batch.size += size
+        if batch.size >= limit:
+            batch.closed = True
+        self._dispatch()
+        return await task.future
+
+    def _ready(self, batch: _Batch, now: float) -> bool:
+        if batch.closed or self.params.batch_timeout_micros == 0:
+            return True
+        return now - batch.opened >= self.params.batch_timeout_micros / 1e6 - 1e-4
+
+    def _dispatch(self) -> None:
+        """Start ready batches on free threads, visiting queues round-robin."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self._busy < self.params.num_batch_threads and self._round_robin:
+            started = False
+            for _ in range(len(self._round_robin)):
+                key = self._round_robin[0]
+                self._round_robin.rotate(-1)
+                queue = self._queues.get(key)
+                if queue is None or not queue.batches:
+                    continue
+                batch = queue.batches[0]
+                if not batch.tasks or not self._ready(batch, now):
+                    continue
+                queue.batches.popleft()
+                batch.closed = True
+                self._start(queue, batch)
+                started = True
+                break
+            if not started:
+                return
+
+    def _start(self, queue: _Queue, batch: _Batch) -> None:
+        self._busy += 1
+        self.batches_run += 1
+        now = time.perf_counter()
+        if self._on_queued is not None:
+            for task in batch.tasks:
+                self._on_queued(now - task.enqueued, self.params.thread_pool_name)
+        merged, padded = self._merge(batch)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, queue.run, merged)
+        future.add_done_callback(lambda f: self._finish(batch, padded, f))
+
+    def _merge(self, batch: _Batch) -> tuple[dict[str, np.ndarray], int]:
+        padded = batch.size
+        for allowed in self.params.allowed_batch_sizes:
+            if allowed >= batch.size:
+                padded = allowed
+                break
+        merged: dict[str, np.ndarray] = {}
+        for alias in batch.tasks[0].inputs:
+            parts = [np.asarray(task.inputs[alias]) for task in batch.tasks]
+            if padded > batch.size:
+                # TF pads with copies of the first row; the padding rows' outputs are dropped.
+                first = parts[0][:1]
+                parts.append(np.repeat(first, padded - batch.size, axis=0))
+            merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+        return merged, padded
+
+    def _finish(self, batch: _Batch, padded: int, future: asyncio.Future) -> None:
+        self._busy -= 1
+        try:
+            outputs = future.result()
+            pieces = _split(outputs, [task.size for task in batch.tasks], padded)
+        except BaseException as exc:  # every task of the batch gets the batch's error
+            error = exc if isinstance(exc, Exception) else StatusError(Code.CANCELLED, "Batch was cancelled")
+            for task in batch.tasks:
+                if not task.future.done():
+                    task.future.set_exception(error)
+        else:
+            for task, piece in zip(batch.tasks, pieces):
+                if not task.future.done():
+                    task.future.set_result(piece)
+        self._dispatch()
+
+
+def _split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int], padded: int) -> list[dict[str, np.ndarray]]:
+    pieces: list[dict[str, np.ndarray]] = [{} for _ in sizes]
+    for alias, tensor in outputs.items():
+        tensor = np.asarray(tensor)
+        if tensor.ndim == 0:
+            raise StatusError(Code.FAILED_PRECONDITION, "Batched output tensor has 0 dimensions")
+        if tensor.shape[0] != padded:
+            raise StatusError(
+                Code.FAILED_PRECONDITION,
+                "Batched output tensor's 0th dimension does not equal the sum of the 0th dimension sizes of "
+                "the input tensors",
+            )
+        start = 0
+        for piece, size in zip(pieces, sizes):
+            piece[alias] = tensor[start:start + size]
+            start += size
+    return pieces
+
+
+# ------------------------------------------------------------------------------ the batching session
+
+
+class BatchingSession:
+    """Predict/Classify/Regress through a shared `BatchScheduler` (what ServerCore calls when batching).
+
+    Validation runs per request with the same rules and texts as the unbatched path; only the
+    TensorFlow call is shared. Queues are keyed by (servable, signature_name).
+    """
+
+    def __init__(self, scheduler: BatchScheduler) -> None:
+        self.scheduler = scheduler
+
+    async def _submit(self, servable: Any, signature_name: str, feeds: Mapping[str, np.ndarray], timeout: float | None):
+        if timeout is not None and timeout <= 0:
+            raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+
+        def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+            return servable._call(signature_name, merged)
+
+        submitted = self.scheduler.submit((servable, signature_name), run, feeds)
+        try:
+            return await asyncio.wait_for(submitted, timeout)
+        except asyncio.TimeoutError as exc:
+            raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from exc
+
+    async def predict(
+        self,
+        servable: Any,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Batched `ServerCore.predict` (same validation and texts)."""
+        from serving._core import DEFAULT_SIGNATURE, _prepare_predict
+
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        feeds, aliases = _prepare_predict(servable, signature_name, inputs, output_filter)
+        outputs = await self._submit(servable, signature_name, feeds, timeout)
+        return {alias: outputs[alias] for alias in aliases}
+
+    async def classify(self, servable: Any, signature_name: str, examples: Sequence[bytes],
+                       timeout: float | None = None, *, context: bytes = b""):
+        """Batched `ServerCore.classify`: the serialized examples are the batched input."""
+        from serving._core import (
+            DEFAULT_SIGNATURE, _check_classification_signature, _classifications, _serialize_examples, _signature_for,
+        )
+
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        _check_classification_signature(_signature_for(servable, signature_name))
+        serialized = _serialize_examples(examples, context)
+        outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
+        return _classifications(outputs, len(serialized))
+
+    async def regress(self, servable: Any, signature_name: str, examples: Sequence[bytes],
+                      timeout: float | None = None, *, context: bytes = b""):
+        """Batched `ServerCore.regress`."""
+        from serving._core import (
+            DEFAULT_SIGNATURE, _check_regression_signature, _regressions, _serialize_examples, _signature_for,
+        )
+
+        signature_name = signature_name or DEFAULT_SIGNATURE
+        _check_regression_signature(_signature_for(servable, signature_name))
+        serialized = _serialize_examples(examples, context)
+        outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
+        return _regressions(outputs, len(serialized))
+
+    def close(self) -> None:
+        """Stop the scheduler's batch threads."""
+        self.scheduler.close()

@@ -1,0 +1,242 @@
+"""Batching parameters and the shared batch scheduler, with a fake model (no TensorFlow)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from serving._batching import (
+    DEFAULT_THREAD_POOL_NAME,
+    BatchingParameters,
+    BatchScheduler,
+    parse_batching_parameters,
+    read_batching_parameters,
+)
+from serving._errors import Code, StatusError
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def test_defaults_are_tf_servings():
+    params = parse_batching_parameters("")
+    assert (params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches) == (1000, 0, 10)
+    assert params.thread_pool_name == "batch_threads"
+    assert params.num_batch_threads >= 1
+    assert read_batching_parameters("").thread_pool_name == DEFAULT_THREAD_POOL_NAME
+
+
+def test_parses_tf_servings_example_file():
+    params = parse_batching_parameters(
+        "max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
+        "max_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 8 }\n"
+        "allowed_batch_sizes: 32\nallowed_batch_sizes: 128\npad_variable_length_inputs: true\n"
+        "thread_pool_name { value: 'pool' }\n"
+    )
+    assert params.max_batch_size == 128 and params.max_enqueued_batches == 1_000_000
+    assert params.num_batch_threads == 8 and params.allowed_batch_sizes == (32, 128)
+    assert params.pad_variable_length_inputs and params.thread_pool_name == "pool"
+
+
+def test_last_allowed_batch_size_must_match_max_batch_size():
+    with pytest.raises(StatusError) as info:
+        parse_batching_parameters("max_batch_size { value: 16 } allowed_batch_sizes: 4 allowed_batch_sizes: 8")
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert info.value.message == (
+        "Last entry in allowed_batch_sizes must match max_batch_size; last entry was 8; expected 16"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_batch_size { value: 8 } allowed_batch_sizes: 8 allowed_batch_sizes: 4", "monotonically increasing"),
+        ("max_batch_size { value: 0 }", "max_batch_size must be positive; was 0"),
+        ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
+        ("max_enqueued_batches { value: 0 }", "max_enqueued_batches must be positive; was 0"),
+        ("batch_timeout_micros { value: -1 }", "batch_timeout_micros must be non-negative; was -1"),
+    ],
+)
+def test_invalid_parameters_are_rejected(text, message):
+    with pytest.raises(StatusError, match=message):
+        parse_batching_parameters(text)
+
+
+def test_syntax_error_names_the_file(tmp_path):
+    path = tmp_path / "batching.config"
+    path.write_text("max_batch_size: 12\n")  # a wrapper field needs { value: ... }
+    with pytest.raises(StatusError) as info:
+        read_batching_parameters(path)
+    assert info.value.message == f"Invalid protobuf file: '{path}'"
+
+
+# ------------------------------------------------------------------ scheduler
+
+
+class FakeModel:
+    """y = 2x; records each merged batch it ran. `gate` holds runs until released."""
+
+    def __init__(self, *, gate: threading.Event | None = None) -> None:
+        self.batches: list[np.ndarray] = []
+        self.gate = gate
+
+    def __call__(self, merged):
+        if self.gate is not None:
+            self.gate.wait(10)
+        self.batches.append(merged["x"].copy())
+        return {"y": merged["x"] * 2, "n": np.full(len(merged["x"]), len(merged["x"]))}
+
+
+async def _submit_all(scheduler, model, arrays, key="k"):
+    return await asyncio.gather(*(scheduler.submit(key, model, {"x": a}) for a in arrays), return_exceptions=True)
+
+
+async def test_concurrent_tasks_are_merged_and_split_back():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
+    try:
+        first = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.array([[100.0]])}))
+        await asyncio.sleep(0)  # the first batch starts and holds the only thread
+        arrays = [np.array([[float(i)]] * (i % 2 + 1)) for i in range(4)]
+        rest = asyncio.ensure_future(_submit_all(scheduler, model, arrays))
+        await asyncio.sleep(0)
+        gate.set()
+        results = await rest
+        await first
+    finally:
+        scheduler.close()
+    assert [len(b) for b in model.batches] == [1, 6]  # the four waiting tasks ran as one batch
+    for array, result in zip(arrays, results):
+        np.testing.assert_array_equal(result["y"], array * 2)
+        assert result["n"].tolist() == [6] * len(array)
+
+
+async def test_batches_are_padded_to_allowed_sizes_with_the_first_row():
+    model = FakeModel()
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8), num_batch_threads=1))
+    try:
+        result = await scheduler.submit("k", model, {"x": np.array([[3.0], [5.0], [7.0]])})
+    finally:
+        scheduler.close()
+    assert model.batches[0].ravel().tolist() == [3.0, 5.0, 7.0, 3.0]
+    assert result["y"].ravel().tolist() == [6.0, 10.0, 14.0]
+
+
+async def test_task_larger_than_max_batch_size_is_invalid_argument():
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=4))
+    try:
+        with pytest.raises(StatusError) as info:
+            await scheduler.submit("k", FakeModel(), {"x": np.zeros((5, 1))})
+    finally:
+        scheduler.close()
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert info.value.message == "Task size 5 is larger than maximum input batch size 4"
+
+
+async def test_full_queue_is_unavailable():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=2, max_enqueued_batches=1, num_batch_threads=1))
+    try:
+        running = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.zeros((1, 1))}))
+        await asyncio.sleep(0)
+        # The thread is busy: two tasks fill the one allowed batch, the third needs a second batch.
+        results = asyncio.ensure_future(_submit_all(scheduler, model, [np.zeros((1, 1))] * 3))
+        await asyncio.sleep(0)
+        gate.set()
+        outcome = await results
+        await running
+    finally:
+        scheduler.close()
+    errors = [r for r in outcome if isinstance(r, StatusError)]
+    assert len(errors) == 1 and errors[0].code is Code.UNAVAILABLE
+    assert errors[0].message == "The batch scheduling queue to which this task was submitted is full"
+    assert Code.UNAVAILABLE.http_status == 503
+
+
+async def test_different_non_batch_shapes_run_in_separate_batches():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
+    try:
+        running = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.zeros((1, 1))}))
+        await asyncio.sleep(0)
+        arrays = [np.ones((1, 2)), np.ones((1, 3)), np.ones((2, 3))]
+        results = asyncio.ensure_future(_submit_all(scheduler, model, arrays))
+        await asyncio.sleep(0)
+        gate.set()
+        outcome = await results
+        await running
+    finally:
+        scheduler.close()
+    assert [b.shape for b in model.batches] == [(1, 1), (1, 2), (3, 3)]
+    for array, result in zip(arrays, outcome):
+        np.testing.assert_array_equal(result["y"], array * 2)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"x": np.float32(1.0)}, "Batching Run() input tensors must have at least one dimension"),
+        ({"x": np.zeros((2, 1)), "z": np.zeros((3, 1))}, "Batching Run() input tensors must have equal 0th-dimension size"),
+    ],
+)
+async def test_inputs_that_cannot_be_batched_are_rejected(inputs, message):
+    scheduler = BatchScheduler(BatchingParameters())
+    try:
+        with pytest.raises(StatusError) as info:
+            await scheduler.submit("k", FakeModel(), inputs)
+    finally:
+        scheduler.close()
+    assert info.value.code is Code.INVALID_ARGUMENT and info.value.message == message
+
+
+async def test_a_failing_batch_fails_each_of_its_tasks():
+    def broken(merged):
+        raise StatusError(Code.INVALID_ARGUMENT, "bad input")
+
+    scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
+    try:
+        outcome = await _submit_all(scheduler, broken, [np.zeros((1,))] * 3)
+    finally:
+        scheduler.close()
+    assert all(isinstance(r, StatusError) and r.message == "bad input" for r in outcome)
+
+
+async def test_batch_timeout_waits_for_more_tasks():
+    model = FakeModel()
+    observed = []
+    scheduler = BatchScheduler(
+        BatchingParameters(max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=2),
+        on_queued=lambda seconds, pool: observed.append((seconds, pool)),
+    )
+    try:
+        first = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.zeros((1,))}))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.ones((1,))}))
+        await asyncio.gather(first, second)
+    finally:
+        scheduler.close()
+    assert [len(b) for b in model.batches] == [2]
+    assert len(observed) == 2 and observed[0][1] == "batch_threads" and observed[0][0] >= 0.15
+
+
+async def test_queues_are_per_key():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
+    try:
+        running = asyncio.ensure_future(scheduler.submit("a", model, {"x": np.zeros((1,))}))
+        await asyncio.sleep(0)
+        a = asyncio.ensure_future(scheduler.submit("a", model, {"x": np.ones((1,))}))
+        b = asyncio.ensure_future(scheduler.submit("b", model, {"x": np.ones((1,)) * 3}))
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(running, a, b)
+    finally:
+        scheduler.close()
+    assert sorted(len(x) for x in model.batches) == [1, 1, 1]
