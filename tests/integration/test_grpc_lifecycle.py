@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -98,24 +100,20 @@ def test_running_server_discovers_versions_warns_on_flags_and_drains_on_sigterm(
         request.model_spec.name = "m"
         request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0] * 200_000, dtype=tf.float32))
         futures = [predictions.Predict.future(request, timeout=60) for _ in range(8)]
-        rest_calls = []
+        rest_connections = []
         if server.rest_url:
-            import concurrent.futures
-
-            import httpx
-
-            pool = concurrent.futures.ThreadPoolExecutor(4)
-            body = {"instances": [1.0] * 20_000}
-            rest_calls = [pool.submit(httpx.post, f"{server.rest_url}/v1/models/m:predict", json=body, timeout=60)
-                          for _ in range(4)]
-            rest_calls[0].result()
+            body = json.dumps({"instances": [1.0] * 20_000})
+            for _ in range(4):  # each request is fully sent before SIGTERM
+                connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=60)
+                connection.request("POST", "/v1/models/m:predict", body=body, headers={"Content-Type": "application/json"})
+                rest_connections.append(connection)
         futures[0].result()
         assert server.stop() == 0
         for future in futures:
             assert list(future.result().outputs["y"].float_val[:1]) == [2.5]
-        for call in rest_calls:
-            response = call.result()
-            assert response.status_code == 200 and response.json()["predictions"][0] == 2.5
+        for connection in rest_connections:
+            response = connection.getresponse()
+            assert response.status == 200 and json.loads(response.read())["predictions"][0] == 2.5
         assert "Server stopped." in server.log_text()
 
 
