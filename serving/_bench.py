@@ -609,6 +609,8 @@ def _run_sync(spec: WorkerSpec, recorder: _Recorder, ready: Any, go: Any, start_
 
 def _worker_main(spec: WorkerSpec, slot: int, counters: Any, ready: Any, go: Any, start_at: Any, results: Any) -> None:
     """Entry point of a load-generator process."""
+    # Baseline workers import TensorFlow; its start-up banner would bury the progress display.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     recorder = _Recorder(counters, slot)
     try:
         if spec.kind in (KIND_PREDICT, KIND_FLOOR):
@@ -952,7 +954,7 @@ def results_table(measurements: Sequence[Measurement], *, title: str = "tfstack 
         x_floor = (f"{st.throughput_rps / floor.stats.throughput_rps:.2f}"
                    if s.kind == KIND_PREDICT and s.rate is None and floor and floor.stats.throughput_rps else "")
         ratio = (f"{st.p50_ms / in_process[s.batch_size]:.1f}"
-                 if s.kind != KIND_IN_PROCESS and s.batch_size in in_process and st.requests else "")
+                 if s.kind not in (KIND_IN_PROCESS, KIND_FLOOR) and s.batch_size in in_process and st.requests else "")
         table.add_row(
             s.kind, s.protocol or "-", f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}", str(s.batch_size),
             s.batching, str(st.requests), str(st.errors), f"{st.throughput_rps:,.0f}", f"{st.throughput_rps * s.batch_size:,.0f}",
