@@ -454,3 +454,28 @@ class BatchingSession:
     def close(self) -> None:
         """Stop the scheduler's batch threads."""
         self.scheduler.close()
+
+
+def batching_session_from_flags(
+    enable_batching: bool, batching_parameters_file: str, *, on_queued: QueuingObserver | None = None
+) -> BatchingSession | None:
+    """The server's BatchingSession for `--enable_batching`/`--batching_parameters_file` (None when off).
+
+    Raises:
+        StatusError: the file is set without `--enable_batching`, does not parse, or is invalid.
+    """
+    if batching_parameters_file and not enable_batching:
+        raise StatusError(
+            Code.FAILED_PRECONDITION,
+            "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.",
+        )
+    if not enable_batching:
+        return None
+    params = read_batching_parameters(batching_parameters_file)
+    logger.info(
+        "Batching enabled: max_batch_size=%d batch_timeout_micros=%d max_enqueued_batches=%d num_batch_threads=%d "
+        "allowed_batch_sizes=%s thread_pool_name=%s",
+        params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches, params.num_batch_threads,
+        list(params.allowed_batch_sizes), params.thread_pool_name,
+    )
+    return BatchingSession(BatchScheduler(params, on_queued=on_queued))

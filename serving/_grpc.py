@@ -347,8 +347,12 @@ async def build_grpc_server(
     *,
     tensor_content: bool = False,
     channel_arguments: Sequence[tuple[str, int | str]] = (),
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> grpc.aio.Server:
-    """A grpc.aio server with PredictionService, ModelService and grpc.health.v1 (not started)."""
+    """A grpc.aio server with PredictionService, ModelService and grpc.health.v1 (not started).
+
+    `interceptors` wrap every RPC (the monitoring request counters use one).
+    """
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     options = [
@@ -357,7 +361,7 @@ async def build_grpc_server(
         ("grpc.so_reuseport", 0),
         *channel_arguments,
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, interceptors=list(interceptors) or None)
     activity = Activity()
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(core, tensor_content=tensor_content, activity=activity), server

@@ -54,6 +54,30 @@ def _check_options(options: ServerOptions) -> None:
         )
 
 
+def _configure_tensorflow(options: ServerOptions) -> None:
+    """Apply the TF threading flags before any op runs.
+
+    0 ("auto") means one intra-op and one inter-op thread here, where TF Serving lets TF pick:
+    the embedded server already runs requests in parallel on its inference pool, and on a few
+    cores TF's own pools made batch-1 signatures about 2x slower while serving (see the
+    latency benchmark). Pass the flags to get TF's per-op parallelism back.
+    """
+    session = options.tensorflow_session_parallelism
+    intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
+    if session and (intra or inter):
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            "Either configure server_options.tensorflow_session_parallelism or "
+            "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism). "
+            f"Received: --tensorflow_session_parallelism={session} --tensorflow_intra_op_parallelism={intra} "
+            f"--tensorflow_inter_op_parallelism={inter}",
+        )
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(session or intra or 1)
+    tf.config.threading.set_inter_op_parallelism_threads(session or inter or 1)
+
+
 def _initial_config(options: ServerOptions):
     if options.model_config_file:
         config = read_model_config_file(options.model_config_file)
@@ -63,7 +87,7 @@ def _initial_config(options: ServerOptions):
     return single_model_config(options.model_name, options.model_base_path)
 
 
-async def _start_rest(core: ServerCore, options: ServerOptions):
+async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, metrics_path: str = ""):
     try:
         from serving import _rest
     except ImportError as exc:
@@ -76,7 +100,10 @@ async def _start_rest(core: ServerCore, options: ServerOptions):
 
     from serving._grpc import Activity
 
-    app = _rest.build_rest_app(core, timeout=options.rest_timeout)
+    monitoring = {}
+    if metrics is not None:
+        monitoring = {"metrics_page": metrics.page, "metrics_path": metrics_path, "on_request": metrics.observe_rest}
+    app = _rest.build_rest_app(core, timeout=options.rest_timeout, **monitoring)
     activity = Activity()
 
     @web.middleware
@@ -106,10 +133,25 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
     try:
         _check_options(options)
         config = _initial_config(options)
+        _configure_tensorflow(options)
+        from serving._batching import batching_session_from_flags
+        from serving._monitoring import metrics_from_flags
+
+        metrics, metrics_path = metrics_from_flags(options.rest_api_port, options.monitoring_config_file)
+        batching = batching_session_from_flags(
+            options.enable_batching,
+            options.batching_parameters_file,
+            on_queued=metrics.observe_queuing if metrics is not None else None,
+        )
     except StatusError as exc:
         return _startup_failure(exc)
 
     core = ServerCore(inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads))
+    core.batching = batching
+    lifecycle = None
+    if metrics is not None:
+        core.on_inference = metrics.observe_inference
+        lifecycle = metrics.watch_lifecycle(core)
     manager = ModelManager(
         core,
         ManagerOptions(
@@ -151,6 +193,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             manager,
             tensor_content=options.enable_serialization_as_tensor_content,
             channel_arguments=channel_arguments,
+            interceptors=[metrics.grpc_interceptor()] if metrics is not None else (),
         )
         try:
             if options.port:
@@ -167,7 +210,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
         if options.rest_api_port:
             try:
-                rest_runner, rest_activity = await _start_rest(core, options)
+                rest_runner, rest_activity = await _start_rest(core, options, metrics, metrics_path)
             except StatusError as exc:
                 return _startup_failure(exc)
             except OSError as exc:
@@ -180,6 +223,10 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         return 0
     finally:
         await _shutdown(grpc_server, rest_runner, rest_activity, manager, core)
+        if batching is not None:
+            batching.close()
+        if lifecycle is not None:
+            lifecycle.close()
 
 
 async def _shutdown(grpc_server, rest_runner, rest_activity, manager: ModelManager, core: ServerCore) -> None:

@@ -24,7 +24,7 @@ def test_values_bools_and_later_duplicates_win():
     o = parsed.options
     assert o.port == 9001 and o.model_base_path == "/m" and o.enable_batching is True
     assert o.enable_model_warmup is False and o.tags == ("serve", "gpu") and o.per_process_gpu_memory_fraction == 0.5
-    assert "enable_batching" in parsed.unimplemented  # accepted, warned about by the CLI
+    assert "enable_batching" not in parsed.unimplemented  # implemented by serving._batching
 
 
 def test_unknown_arguments_are_collected_not_fatal():
