@@ -140,6 +140,19 @@ def _labels(labels: dict[str, str], extra: tuple[str, str] | None = None) -> str
     return "{" + ",".join(parts) + "}"
 
 
+def _histogram_order(samples: list) -> list:
+    """Per labelled cell: its buckets, then `_sum`, then `_count`."""
+    cells: dict[tuple, list] = {}
+    for sample in samples:
+        key = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        cells.setdefault(key, []).append(sample)
+    rank = {"_bucket": 0, "_sum": 1, "_count": 2}
+    ordered: list = []
+    for cell in cells.values():
+        ordered += sorted(cell, key=lambda s: rank.get(s.name[s.name.rfind("_"):], 3))
+    return ordered
+
+
 def render_prometheus(registry) -> str:
     """The registry's metrics in TF Serving's text format (no HELP, plain counter names, `\\n`-joined).
 
@@ -149,6 +162,9 @@ def render_prometheus(registry) -> str:
     for family in registry.collect():
         kind = family.type if family.type in ("counter", "gauge", "histogram") else "untyped"
         samples = [s for s in family.samples if not s.name.endswith("_created")]
+        if kind == "histogram":
+            # prometheus-client yields buckets, count, sum; TF Serving writes buckets, sum, count.
+            samples = _histogram_order(samples)
         if not samples:
             continue
         lines.append(f"# TYPE {family.name} {kind}")

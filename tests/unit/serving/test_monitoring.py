@@ -1,0 +1,140 @@
+"""Monitoring config parsing and the Prometheus page in TF Serving's format (no TensorFlow)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from serving._core import ServerCore, State
+from serving._errors import Code, StatusError
+from serving._monitoring import (
+    DEFAULT_METRICS_PATH,
+    ServerMetrics,
+    label_name,
+    metric_name,
+    metrics_from_flags,
+    parse_monitoring_config,
+    read_monitoring_config,
+)
+
+
+def test_parses_tf_servings_example_config():
+    config = parse_monitoring_config('prometheus_config {\n  enable: true,\n  path: "/monitoring/prometheus/metrics"\n}\n')
+    assert config.prometheus_config.enable and config.prometheus_config.path == DEFAULT_METRICS_PATH
+
+
+def test_empty_path_means_the_default_path():
+    assert parse_monitoring_config("prometheus_config { enable: true }").prometheus_config.path == DEFAULT_METRICS_PATH
+    assert parse_monitoring_config("prometheus_config { path: '/m' }").prometheus_config.path == "/m"
+
+
+def test_unparsable_file_is_invalid_protobuf_file(tmp_path):
+    path = tmp_path / "monitoring.config"
+    path.write_text("improperly formatted file")
+    with pytest.raises(StatusError) as info:
+        read_monitoring_config(path)
+    assert info.value.code is Code.INVALID_ARGUMENT and info.value.message == f"Invalid protobuf file: '{path}'"
+
+
+def test_config_is_only_read_with_rest(tmp_path):
+    path = tmp_path / "monitoring.config"
+    path.write_text("not a config")
+    assert metrics_from_flags(0, str(path)) == (None, DEFAULT_METRICS_PATH)
+    path.write_text("prometheus_config { enable: false }")
+    assert metrics_from_flags(8501, str(path))[0] is None
+    path.write_text("prometheus_config { enable: true path: '/metrics' }")
+    metrics, where = metrics_from_flags(8501, str(path))
+    assert isinstance(metrics, ServerMetrics) and where == "/metrics"
+
+
+def test_names_are_sanitised_like_tf_servings_exporter():
+    assert metric_name("/tensorflow/serving/request_count") == ":tensorflow:serving:request_count"
+    assert metric_name("0abc/x") == "_0abc:x"
+    assert label_name("my-name+1") == "my_name_1"
+    assert label_name("1x") == "_1x"
+
+
+def test_empty_registry_renders_only_a_newline():
+    assert ServerMetrics().page() == "\n"
+
+
+def test_counter_has_type_line_no_help_and_no_total_or_created():
+    metrics = ServerMetrics()
+    metrics.observe_rest("half_plus_two", "predict", Code.OK, 0.002)
+    metrics.observe_rest("", "", Code.INVALID_ARGUMENT, 0.001)
+    page = metrics.page()
+    assert page.endswith("\n") and "# HELP" not in page and "_total" not in page and "_created" not in page
+    lines = page.splitlines()
+    assert lines[0] == "# TYPE :tensorflow:serving:request_count counter"
+    assert ':tensorflow:serving:request_count{model_name="half_plus_two",status="OK"} 1' in lines
+    assert ':tensorflow:serving:request_count{model_name="",status="INVALID_ARGUMENT"} 1' in lines
+
+
+def test_histogram_has_33_buckets_plus_inf_then_sum_and_count():
+    metrics = ServerMetrics()
+    metrics.observe_request("m", "Predict", Code.OK, 0.000_020, entrypoint="GRPC")  # 20 µs
+    metrics.observe_request("m", "Predict", Code.NOT_FOUND, 1.0, entrypoint="GRPC")  # errors: count only
+    lines = [line for line in metrics.page().splitlines() if "request_latency" in line]
+    assert lines[0] == "# TYPE :tensorflow:serving:request_latency histogram"
+    buckets = [line for line in lines if "_bucket" in line]
+    assert len(buckets) == 34
+    assert buckets[0] == ':tensorflow:serving:request_latency_bucket{model_name="m",API="Predict",entrypoint="GRPC",le="10"} 0'
+    assert buckets[1].endswith('le="18"} 0') and buckets[2].endswith('le="32.4"} 1')
+    assert buckets[-1].endswith('le="+Inf"} 1')
+    assert lines[-2] == ':tensorflow:serving:request_latency_sum{model_name="m",API="Predict",entrypoint="GRPC"} 20'
+    assert lines[-1] == ':tensorflow:serving:request_latency_count{model_name="m",API="Predict",entrypoint="GRPC"} 1'
+
+
+def test_label_values_escape_backslash_and_quote():
+    metrics = ServerMetrics()
+    metrics.observe_rest('a"b\\c', "predict", Code.NOT_FOUND, 0.0)
+    assert ':tensorflow:serving:request_count{model_name="a\\"b\\\\c",status="NOT_FOUND"} 1' in metrics.page()
+
+
+def test_per_version_series_use_their_own_names():
+    metrics = ServerMetrics()
+    metrics.observe_inference("m", 7, "Predict", Code.OK, 0.001)
+    metrics.observe_inference("m", 7, "Predict", Code.INVALID_ARGUMENT, 0.001)
+    page = metrics.page()
+    assert ':tensorflow:serving:request_count_by_version{model_name="m",version="7",status="OK"} 1' in page
+    assert ':tensorflow:serving:request_count_by_version{model_name="m",version="7",status="INVALID_ARGUMENT"} 1' in page
+    assert ':tensorflow:serving:runtime_latency_count{model_name="m",API="Predict",runtime="TF1"} 1' in page
+    assert ':tensorflow:serving:runtime_latency_by_version_count{model_name="m",version="7",API="Predict"} 1' in page
+    assert ":tensorflow:serving:request_count{" not in page  # TF Serving's series are untouched
+
+
+def test_batching_queuing_latency_by_thread_pool():
+    metrics = ServerMetrics()
+    metrics.observe_queuing(0.000_5, "model_server_batch_threads")
+    page = metrics.page()
+    assert ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="model_server_batch_threads"} 1' in page
+    assert ":tensorflow:serving:batching_session:wrapped_run_count{} 1" in page
+
+
+def test_load_and_warmup_metrics_follow_the_lifecycle(caplog):
+    caplog.set_level(logging.INFO, logger="tfstack.serving")  # the server logs at INFO
+    core = ServerCore(inference_threads=1)
+    metrics = ServerMetrics()
+    watcher = metrics.watch_lifecycle(core)
+    log = logging.getLogger("tfstack.serving")
+    try:
+        log.info("Loading servable version %s from %s", "{name: m version: 1}", "/models/m/1")
+        core.set_version_state("m", 1, State.LOADING)
+        log.info(
+            "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+            "Elapsed time (microseconds): %d.", "/models/m/1/assets.extra/tf_serving_warmup_requests", 3, 1500,
+        )
+        core.set_version_state("m", 1, State.AVAILABLE, servable=object())  # type: ignore[arg-type]
+        log.info("Loading servable version %s from %s", "{name: m version: 2}", "/models/m/2")
+        core.set_version_state("m", 2, State.LOADING)
+        core.set_version_state("m", 2, State.END, error=StatusError(Code.NOT_FOUND, "gone"))
+    finally:
+        watcher.close()
+        core.close()
+    page = metrics.page()
+    assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="/models/m/1",status="success"} 1' in page
+    assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="/models/m/2",status="fail"} 1' in page
+    assert ':tensorflow:cc:saved_model:load_latency{model_path="/models/m/1"}' in page
+    assert ':tensorflow:serving:model_warmup_latency_sum{model_path="/models/m/1",status="OK"} 1500' in page
+    assert ':tensorflow:serving:model_warmup_records_read{model_path="/models/m/1",status="OK"} 3' in page
