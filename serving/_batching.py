@@ -34,6 +34,8 @@ QUEUE_FULL_MESSAGE = "The batch scheduling queue to which this task was submitte
 
 # (seconds waited in the queue, thread_pool_name) after each task leaves its queue.
 QueuingObserver = Callable[[float, str], None]
+# (tasks' total size, size after padding) for each batch that starts running.
+BatchObserver = Callable[[int, int], None]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -222,11 +224,14 @@ class BatchScheduler:
         >>> outputs = await scheduler.submit(("m", 1, "serving_default"), run, {"x": np.ones((1, 3))})
     """
 
-    def __init__(self, params: BatchingParameters, *, on_queued: QueuingObserver | None = None) -> None:
+    def __init__(
+        self, params: BatchingParameters, *, on_queued: QueuingObserver | None = None, on_batch: BatchObserver | None = None
+    ) -> None:
         if not isinstance(params, BatchingParameters):
             raise TypeError(f"params must be BatchingParameters. Received: params={params!r}")
         self.params = params
         self._on_queued = on_queued
+        self._on_batch = on_batch
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=params.num_batch_threads, thread_name_prefix=params.thread_pool_name
         )
@@ -327,6 +332,8 @@ class BatchScheduler:
             for task in batch.tasks:
                 self._on_queued(now - task.enqueued, self.params.thread_pool_name)
         merged, padded = self._merge(batch)
+        if self._on_batch is not None:
+            self._on_batch(batch.size, padded)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._executor, queue.run, merged)
         future.add_done_callback(lambda f: self._finish(batch, padded, f))
@@ -457,7 +464,11 @@ class BatchingSession:
 
 
 def batching_session_from_flags(
-    enable_batching: bool, batching_parameters_file: str, *, on_queued: QueuingObserver | None = None
+    enable_batching: bool,
+    batching_parameters_file: str,
+    *,
+    on_queued: QueuingObserver | None = None,
+    on_batch: BatchObserver | None = None,
 ) -> BatchingSession | None:
     """The server's BatchingSession for `--enable_batching`/`--batching_parameters_file` (None when off).
 
@@ -478,4 +489,4 @@ def batching_session_from_flags(
         params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches, params.num_batch_threads,
         list(params.allowed_batch_sizes), params.thread_pool_name,
     )
-    return BatchingSession(BatchScheduler(params, on_queued=on_queued))
+    return BatchingSession(BatchScheduler(params, on_queued=on_queued, on_batch=on_batch))

@@ -244,6 +244,9 @@ class ServerMetrics:
     def observe_queuing(self, seconds: float, thread_pool_name: str) -> None:
         """`BatchScheduler(on_queued=...)`: how long one task waited for its batch to start."""
         self.queuing_latency.labels(thread_pool_name).observe(seconds * 1e6)
+
+    def observe_batch(self, size: int, padded_size: int) -> None:
+        """`BatchScheduler(on_batch=...)`: one merged run of the model."""
         if self.wrapped_run_count is None:
             self.wrapped_run_count = self._counter("/tensorflow/serving/batching_session/wrapped_run_count", [])
         self.wrapped_run_count.inc()

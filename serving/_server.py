@@ -142,6 +142,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             options.enable_batching,
             options.batching_parameters_file,
             on_queued=metrics.observe_queuing if metrics is not None else None,
+            on_batch=metrics.observe_batch if metrics is not None else None,
         )
     except StatusError as exc:
         return _startup_failure(exc)

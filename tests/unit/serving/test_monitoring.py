@@ -107,6 +107,8 @@ def test_per_version_series_use_their_own_names():
 def test_batching_queuing_latency_by_thread_pool():
     metrics = ServerMetrics()
     metrics.observe_queuing(0.000_5, "model_server_batch_threads")
+    assert "wrapped_run_count" not in metrics.page()  # no cell until a batch ran
+    metrics.observe_batch(3, 4)
     page = metrics.page()
     assert ':tensorflow:serving:batching_session:queuing_latency_count{thread_pool_name="model_server_batch_threads"} 1' in page
     assert ":tensorflow:serving:batching_session:wrapped_run_count{} 1" in page
