@@ -119,11 +119,17 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20, help="alternate in-process and remote chunks this often")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the numbers here")
+    parser.add_argument("--intra-op", type=int, default=1,
+                        help="TF intra/inter-op threads, in-process and in the server (the server's auto is 1)")
     args = parser.parse_args()
 
     model_name, base = _ensure_model(args.model_base_path)
     import numpy as np
     import tensorflow as tf
+
+    # Same TF threading as the server, so the in-process baseline is what the server runs.
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(args.intra_op)
     from tensorflow_serving.apis import predict_pb2
 
     from serving._core import load_servable, run_predict
@@ -156,7 +162,8 @@ def main() -> int:
     rest_body = json.dumps({"instances": [{k: _jsonable(v[0]) for k, v in inputs.items()}]}).encode()
 
     with tempfile.TemporaryDirectory() as log_dir, start_server(
-        Path(log_dir), model_name=model_name, model_base_path=base, rest=True
+        Path(log_dir), f"--tensorflow_session_parallelism={args.intra_op}",
+        model_name=model_name, model_base_path=base, rest=True,
     ) as server:
         context = multiprocessing.get_context("spawn")
         parent_end, child_end = context.Pipe()
