@@ -5,7 +5,7 @@ Measures, in one run, at concurrency 1:
       the server does; the structured tf.function call for reference), and through ServerCore's
       blocking predict path (validation and numpy conversion included);
   (b) transport floor: an empty request through the same server stack: gRPC
-      grpc.health.v1.Health/Check and a REST route that touches no model (GET /, a 404);
+      grpc.health.v1.Health/Check and the REST route that touches no model (GET /tfstack/ping);
   (c) Predict over gRPC and over REST.
 The load generator runs in a separate process and sends pre-serialized bytes (no TensorFlow
 in the client), so the numbers are the server's, plus one loopback round trip.
@@ -66,7 +66,7 @@ def _load_generator(grpc_target: str, rest_port: int, predict_bytes: bytes, rest
     calls = {
         "grpc_floor": lambda: health(b"", timeout=10),
         "grpc_predict": lambda: predict(predict_bytes, timeout=10),
-        "rest_floor": rest("GET", "/", None, 404),
+        "rest_floor": rest("GET", "/tfstack/ping", None, 200),
         "rest_predict": rest("POST", rest_path, rest_body, 200),
     }
     for _ in range(warmup):

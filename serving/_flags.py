@@ -97,6 +97,7 @@ class ServerOptions:
 IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
     {
         "port", "grpc_socket_path", "rest_api_port", "rest_api_num_threads", "rest_api_timeout_in_ms",
+        "rest_api_enable_cors_support", "grpc_channel_arguments",
         "model_name", "model_base_path", "model_config_file", "model_config_file_poll_wait_seconds",
         "file_system_poll_wait_seconds", "allow_version_labels_for_unavailable_models",
         "max_num_load_retries", "load_retry_interval_micros", "saved_model_tags", "grpc_max_threads",
@@ -191,3 +192,15 @@ def parse_flags(args: Sequence[str]) -> ParsedFlags:
         sorted(n for n in values if n not in IMPLEMENTED_FLAGS and getattr(options, n) != getattr(defaults, n))
     )
     return ParsedFlags(options=options, unknown=tuple(unknown), unimplemented=unimplemented, explicitly_set=frozenset(values))
+
+
+def help_text() -> str:
+    """Usage plus every flag with its default, marking the ones the embedded server ignores."""
+    defaults = ServerOptions()
+    lines = [USAGE, "", "Flags (tensorflow_model_server's, `--name=value`; bools also as a bare `--name`):"]
+    for field in dataclasses.fields(ServerOptions):
+        value = getattr(defaults, field.name)
+        shown = str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, str) else value
+        note = "" if field.name in IMPLEMENTED_FLAGS else "  (accepted, not implemented)"
+        lines.append(f"  --{field.name}={shown}{note}")
+    return "\n".join(lines)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from serving._core import ServerCore
 from serving._errors import Code, StatusError
-from serving._flags import USAGE, FlagError, ServerOptions, parse_flags
+from serving._flags import USAGE, FlagError, ServerOptions, help_text, parse_flags
 from serving._manager import ManagerOptions, ModelManager
 from serving._model_config import read_model_config_file, single_model_config
 
@@ -103,7 +103,9 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
     monitoring = {}
     if metrics is not None:
         monitoring = {"metrics_page": metrics.page, "metrics_path": metrics_path, "on_request": metrics.observe_rest}
-    app = _rest.build_rest_app(core, timeout=options.rest_timeout, **monitoring)
+    app = _rest.build_rest_app(
+        core, timeout=options.rest_timeout, cors=options.rest_api_enable_cors_support, **monitoring
+    )
     activity = Activity()
 
     @web.middleware
@@ -116,7 +118,8 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
             activity.active -= 1
 
     app.middlewares.append(track)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner_kwargs = {"handle_signals": False, "access_log": None, **getattr(_rest, "RUNNER_KWARGS", {})}
+    runner = web.AppRunner(app, **runner_kwargs)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.rest_api_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
     await site.start()
@@ -287,7 +290,7 @@ def main(args: Sequence[str]) -> int:
 
     _configure_logging()
     if any(a in ("--help", "-h", "--helpfull") for a in args):
-        print(USAGE)
+        print(help_text())
         return 0
     try:
         parsed = parse_flags(args)

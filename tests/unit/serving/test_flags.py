@@ -37,3 +37,11 @@ def test_unknown_arguments_are_collected_not_fatal():
 def test_malformed_values_raise_with_the_received_value(arg):
     with pytest.raises(FlagError, match="Received: " + arg.replace(".", r"\.")):
         parse_flags([arg])
+
+
+def test_help_lists_every_flag_and_marks_ignored_ones():
+    from serving._flags import help_text
+
+    text = help_text()
+    assert "--port=8500" in text and "--file_system_poll_wait_seconds=1" in text
+    assert "--xla_cpu_compilation_enabled=false  (accepted, not implemented)" in text
