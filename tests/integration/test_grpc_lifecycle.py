@@ -78,11 +78,11 @@ def test_running_server_discovers_versions_warns_on_flags_and_drains_on_sigterm(
     base = tmp_path / "models" / "m"
     _publish(half_plus_two_base / "00000123", base, "123")
     with start_server(
-        tmp_path, "--definitely_not_a_flag=1", "--enable_batching", model_name="m", model_base_path=base
+        tmp_path, "--definitely_not_a_flag=1", "--xla_cpu_compilation_enabled", model_name="m", model_base_path=base
     ) as server:
         log = server.log_text()
         assert "unknown argument: --definitely_not_a_flag=1" in log
-        assert "--enable_batching is accepted but not implemented" in log
+        assert "--xla_cpu_compilation_enabled is accepted but not implemented" in log
         predictions, models = _stubs(server.grpc_target)
         assert _predict(predictions, "m").model_spec.version.value == 123
 
