@@ -715,13 +715,23 @@ def run_scenario(
         process.start()
         workers.append(process)
     try:
-        for _ in range(n):
+        setup_deadline = time.monotonic() + _SETUP_TIMEOUT
+        started = 0
+        while started < n:
             try:
-                slot, error = ready.get(timeout=_SETUP_TIMEOUT)
-            except queue_module.Empty as exc:
-                raise BenchError(f"Load generators for {scenario.label} were not ready within {_SETUP_TIMEOUT:g}s.") from exc
+                slot, error = ready.get(timeout=0.2)
+            except queue_module.Empty:
+                # Polling so a worker that died without a word (killed, crashed) fails fast.
+                dead = [p for p in workers if p.exitcode is not None]
+                if dead:
+                    raise BenchError(f"A load generator for {scenario.label} exited with code {dead[0].exitcode} "
+                                     "while starting.") from None
+                if time.monotonic() > setup_deadline:
+                    raise BenchError(f"Load generators for {scenario.label} were not ready within {_SETUP_TIMEOUT:g}s.") from None
+                continue
             if error is not None:
                 raise BenchError(f"A load generator for {scenario.label} failed while starting: {error}")
+            started += 1
         start_at.value = time.monotonic()
         go.set()
         collected: dict[int, WorkerResult] = {}

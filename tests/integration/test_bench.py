@@ -90,3 +90,15 @@ def test_bench_targets_a_running_server_open_and_closed_loop(model_base: Path, t
         assert int(row["requests"]) + int(row["errors"]) == REQUESTS, row
         assert int(row["errors"]) == 0, row
         assert row["batching"] == "server"
+
+
+def test_an_unreachable_server_is_a_clear_error_not_a_hang():
+    from serving import _bench
+    from tests.support.server import free_port
+
+    port = free_port()  # nothing listens there
+    target = _bench.Target(model_name="m", rest_url=f"http://127.0.0.1:{port}", grpc_target=None)
+    scenario = _bench.Scenario(kind="floor", protocol="rest", concurrency=2)
+    with pytest.raises(_bench.BenchError, match=rf"failed while starting: .*127\.0\.0\.1:{port}"):
+        _bench.run_scenario(scenario, target=target, payloads={}, limits=_bench.Limits(duration=1.0, warmup=1),
+                            processes=2)
