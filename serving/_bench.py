@@ -669,13 +669,14 @@ def run_scenario(
     payloads: Mapping[int, Payload],
     limits: Limits,
     processes: int,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
 ) -> Measurement:
     """Run one scenario in fresh worker processes and summarize it.
 
     Args:
         processes: worker processes for closed/open-loop load (baselines always use one).
-        on_progress: called with the number of requests finished so far (about 10 times a second).
+        on_progress: called about 10 times a second with the requests finished so far and the
+            seconds since the measurement started.
 
     Raises:
         BenchError: a worker could not start (bad target, missing dependency) or crashed.
@@ -740,7 +741,7 @@ def run_scenario(
                 slot, result, error = results.get(timeout=0.1)
             except queue_module.Empty:
                 if on_progress is not None:
-                    on_progress(sum(counters))
+                    on_progress(sum(counters), time.monotonic() - start_at.value)
                 dead = [p for p in workers if p.exitcode not in (None, 0)]
                 if dead:
                     raise BenchError(f"A load generator for {scenario.label} exited with code {dead[0].exitcode}.") from None
@@ -749,7 +750,7 @@ def run_scenario(
                 raise BenchError(f"A load generator for {scenario.label} failed: {error}")
             collected[slot] = result
         if on_progress is not None:
-            on_progress(sum(counters))
+            on_progress(sum(counters), time.monotonic() - start_at.value)
     finally:
         for process in workers:
             process.join(timeout=10)

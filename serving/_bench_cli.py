@@ -149,13 +149,14 @@ def bench(**options: Any) -> None:
     checks = _bench.evaluate_targets(measurements)
     console.print(_bench.targets_table(checks))
     for name, value in _bench.baseline_ratios(measurements).items():
-        console.print(f"  {name}: {value:.2f}")
+        if value == value:  # NaN when a term was not measured in this run
+            console.print(f"  {name}: {value:.2f}", highlight=False)
     paths = {suffix: output_dir / f"bench.{suffix}" for suffix in ("csv", "json", "md", "png")}
     _bench.write_csv(measurements, paths["csv"])
     _bench.write_json(measurements, paths["json"], command=command, extra={"plan": plan["summary"]})
     paths["md"].write_text(_bench.markdown_table(measurements) + "\n", encoding="utf-8")
     _bench.write_chart(measurements, paths["png"])
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
 def _plan(options: dict[str, Any]) -> dict[str, Any]:
@@ -206,7 +207,7 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
 
 def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, rest_url: str | None,
                grpc_target: str | None, console: Any) -> list[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from client import ServingClient, ServingError
     from serving import _bench
@@ -248,14 +249,24 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     console.print(f"[bold]{model_name}[/] v{metadata.version}, batching {batching}, inputs from {source}; "
                   f"rest={rest_url} grpc={grpc_target}; {len(scenarios)} measurements")
     measurements = []
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task(f"batching {batching}", total=len(scenarios))
         for scenario in scenarios:
-            task = progress.add_task(scenario.label, total=_bench.expected_requests(scenario, limits))
+            expected = _bench.expected_requests(scenario, limits)
+            # Without a known request count the bar tracks time (tenths of a second) instead.
+            by_time = expected is None and limits.duration is not None
+            task = progress.add_task(scenario.label, total=limits.duration * 10 if by_time else expected)
+
+            def report(done: int, elapsed: float, task: Any = task, scenario: Any = scenario, by_time: bool = by_time) -> None:
+                if by_time:
+                    progress.update(task, completed=min(elapsed, limits.duration) * 10,
+                                    description=f"{scenario.label}: {done:,} requests")
+                else:
+                    progress.update(task, completed=done)
+
             measurement = _bench.run_scenario(
-                scenario, target=target, payloads=payloads, limits=limits, processes=plan["processes"],
-                on_progress=lambda done, task=task: progress.update(task, completed=done),
+                scenario, target=target, payloads=payloads, limits=limits, processes=plan["processes"], on_progress=report,
             )
             stats = measurement.stats
             progress.update(task, total=stats.requests + stats.errors, completed=stats.requests + stats.errors,
