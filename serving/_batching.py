@@ -317,6 +317,10 @@ class BatchScheduler:
                 if not batch.tasks or not self._ready(batch, now):
                     continue
                 queue.batches.popleft()
+                if not queue.batches:
+                    # Drop idle queues: a key holds its servable, which must not outlive an unload.
+                    del self._queues[key]
+                    self._round_robin.remove(key)
                 batch.closed = True
                 self._start(queue, batch)
                 started = True
@@ -331,11 +335,17 @@ class BatchScheduler:
         if self._on_queued is not None:
             for task in batch.tasks:
                 self._on_queued(now - task.enqueued, self.params.thread_pool_name)
-        merged, padded = self._merge(batch)
-        if self._on_batch is not None:
-            self._on_batch(batch.size, padded)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, queue.run, merged)
+        try:
+            merged, padded = self._merge(batch)
+            if self._on_batch is not None:
+                self._on_batch(batch.size, padded)
+            future = loop.run_in_executor(self._executor, queue.run, merged)
+        except Exception as exc:  # the thread slot must come back whatever went wrong
+            failed = loop.create_future()
+            failed.set_exception(exc)
+            self._finish(batch, batch.size, failed)
+            return
         future.add_done_callback(lambda f: self._finish(batch, padded, f))
 
     def _merge(self, batch: _Batch) -> tuple[dict[str, np.ndarray], int]:

@@ -240,3 +240,31 @@ async def test_queues_are_per_key():
     finally:
         scheduler.close()
     assert sorted(len(x) for x in model.batches) == [1, 1, 1]
+
+
+async def test_idle_queues_release_their_key():
+    # A queue key holds a servable; after an unload nothing may keep it alive.
+    scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
+    try:
+        await scheduler.submit(("servable", "sig"), FakeModel(), {"x": np.zeros((1,))})
+        assert scheduler._queues == {} and not scheduler._round_robin
+        await scheduler.submit(("servable", "sig"), FakeModel(), {"x": np.zeros((2,))})  # and it comes back
+    finally:
+        scheduler.close()
+
+
+async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_thread():
+    scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
+    model = FakeModel()
+    try:
+        def bad_merge(batch):
+            raise ValueError("cannot merge")
+
+        scheduler._merge = bad_merge  # type: ignore[method-assign]
+        with pytest.raises(ValueError, match="cannot merge"):
+            await scheduler.submit("k", model, {"x": np.zeros((1,))})
+        del scheduler._merge
+        result = await scheduler.submit("k", model, {"x": np.ones((1,))})
+    finally:
+        scheduler.close()
+    assert result["y"].tolist() == [2.0]
