@@ -268,3 +268,24 @@ async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_
     finally:
         scheduler.close()
     assert result["y"].tolist() == [2.0]
+
+
+async def test_deadline_while_queued_is_deadline_exceeded():
+    from serving._batching import BatchingSession
+
+    gate = threading.Event()
+
+    class Servable:
+        def _call(self, signature_name, merged):
+            gate.wait(10)
+            return {"y": merged["x"]}
+
+    scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
+    session = BatchingSession(scheduler)
+    try:
+        with pytest.raises(StatusError) as info:
+            await session._submit(Servable(), "serving_default", {"x": np.zeros((1,))}, 0.05)
+        gate.set()
+    finally:
+        scheduler.close()
+    assert info.value.code is Code.DEADLINE_EXCEEDED and info.value.message == "Deadline Exceeded"
