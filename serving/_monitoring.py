@@ -148,7 +148,7 @@ def _histogram_order(samples: list) -> list:
         cells.setdefault(key, []).append(sample)
     rank = {"_bucket": 0, "_sum": 1, "_count": 2}
     ordered: list = []
-    for cell in cells.values():
+    for _, cell in sorted(cells.items(), key=lambda item: [v for _, v in item[0]]):
         ordered += sorted(cell, key=lambda s: rank.get(s.name[s.name.rfind("_"):], 3))
     return ordered
 
@@ -159,10 +159,13 @@ def render_prometheus(registry) -> str:
     Metrics without any labelled cell yet are left out, as in TF Serving.
     """
     lines: list[str] = []
-    for family in registry.collect():
+    # TF Serving walks std::maps: metrics sorted by name, cells by their label values.
+    for family in sorted(registry.collect(), key=lambda f: f.name):
         kind = family.type if family.type in ("counter", "gauge", "histogram") else "untyped"
         samples = [s for s in family.samples if not s.name.endswith("_created")]
-        if kind == "histogram":
+        if kind != "histogram":
+            samples.sort(key=lambda s: list(s.labels.values()))
+        else:
             # prometheus-client yields buckets, count, sum; TF Serving writes buckets, sum, count.
             samples = _histogram_order(samples)
         if not samples:

@@ -140,3 +140,14 @@ def test_load_and_warmup_metrics_follow_the_lifecycle(caplog):
     assert ':tensorflow:cc:saved_model:load_latency{model_path="/models/m/1"}' in page
     assert ':tensorflow:serving:model_warmup_latency_sum{model_path="/models/m/1",status="OK"} 1500' in page
     assert ':tensorflow:serving:model_warmup_records_read{model_path="/models/m/1",status="OK"} 3' in page
+
+
+def test_metrics_sorted_by_name_and_cells_by_label_values_like_tf_serving():
+    metrics = ServerMetrics()
+    metrics.observe_rest("zeta", "predict", Code.NOT_FOUND, 0.0)
+    metrics.observe_rest("alpha", "predict", Code.NOT_FOUND, 0.0)
+    metrics.observe_queuing(0.001, "pool")
+    page = metrics.page()
+    types = [line.split()[2] for line in page.splitlines() if line.startswith("# TYPE")]
+    assert types == sorted(types)
+    assert page.index('model_name="alpha"') < page.index('model_name="zeta"')
