@@ -67,7 +67,8 @@ class BatchingParameters:
 def validate_batching_parameters(params: BatchingParameters) -> None:
     """Raise `StatusError(INVALID_ARGUMENT)` with TF's texts when the parameters cannot schedule."""
     checks = (
-        ("max_batch_size", params.max_batch_size, "must be positive", params.max_batch_size > 0),
+        # TF's scheduler names max_batch_size by its own option name in this text.
+        ("input_batch_size_limit", params.max_batch_size, "must be positive", params.max_batch_size > 0),
         ("batch_timeout_micros", params.batch_timeout_micros, "must be non-negative", params.batch_timeout_micros >= 0),
         ("max_enqueued_batches", params.max_enqueued_batches, "must be positive", params.max_enqueued_batches > 0),
         ("num_batch_threads", params.num_batch_threads, "must be positive", params.num_batch_threads > 0),

@@ -54,7 +54,7 @@ def test_last_allowed_batch_size_must_match_max_batch_size():
     "text, message",
     [
         ("max_batch_size { value: 8 } allowed_batch_sizes: 8 allowed_batch_sizes: 4", "monotonically increasing"),
-        ("max_batch_size { value: 0 }", "max_batch_size must be positive; was 0"),
+        ("max_batch_size { value: 0 }", "input_batch_size_limit must be positive; was 0"),
         ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
         ("max_enqueued_batches { value: 0 }", "max_enqueued_batches must be positive; was 0"),
         ("batch_timeout_micros { value: -1 }", "batch_timeout_micros must be non-negative; was -1"),
