@@ -77,15 +77,31 @@ def validate_batching_parameters(params: BatchingParameters) -> None:
         if not ok:
             raise StatusError(Code.INVALID_ARGUMENT, f"{name} {rule}; was {value}")
     sizes = params.allowed_batch_sizes
-    if sizes:
-        if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] <= 0:
-            raise StatusError(Code.INVALID_ARGUMENT, "allowed_batch_sizes entries must be monotonically increasing")
-        limit = params.execution_limit if params.enable_large_batch_splitting else params.max_batch_size
-        if sizes[-1] != limit:
+    if not sizes:
+        return
+    # batching_session.cc: without splitting only the last entry is checked (order is a TODO there).
+    if not params.enable_large_batch_splitting:
+        if sizes[-1] != params.max_batch_size:
             raise StatusError(
                 Code.INVALID_ARGUMENT,
-                f"Last entry in allowed_batch_sizes must match max_batch_size; last entry was {sizes[-1]}; expected {limit}",
+                f"Last entry in allowed_batch_sizes must match max_batch_size; last entry was {sizes[-1]}; "
+                f"expected {params.max_batch_size}",
             )
+        return
+    if any(b <= a for a, b in zip(sizes, sizes[1:])):
+        raise StatusError(Code.INVALID_ARGUMENT, "allowed_batch_sizes entries must be monotonically increasing")
+    if sizes[-1] > params.max_batch_size:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            f"Last entry in allowed_batch_sizes must be less than or equal to max_batch_size; last entry was "
+            f"{sizes[-1]}; expected {params.max_batch_size}",
+        )
+    if sizes[-1] != params.execution_limit:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            f"Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; last entry was "
+            f"{sizes[-1]}; expected {params.execution_limit}",
+        )
 
 
 _PROTO_CLASS: Any = None

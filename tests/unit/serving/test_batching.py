@@ -53,7 +53,11 @@ def test_last_allowed_batch_size_must_match_max_batch_size():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("max_batch_size { value: 8 } allowed_batch_sizes: 8 allowed_batch_sizes: 4", "monotonically increasing"),
+        ("max_batch_size { value: 8 } enable_large_batch_splitting { value: true } "
+         "allowed_batch_sizes: 8 allowed_batch_sizes: 4", "monotonically increasing"),
+        ("max_batch_size { value: 8 } enable_large_batch_splitting { value: true } "
+         "max_execution_batch_size { value: 4 } allowed_batch_sizes: 2",
+         "Last entry in allowed_batch_sizes must be equal to max_execution_batch_size; last entry was 2; expected 4"),
         ("max_batch_size { value: 0 }", "input_batch_size_limit must be positive; was 0"),
         ("num_batch_threads { value: 0 }", "num_batch_threads must be positive; was 0"),
         ("max_enqueued_batches { value: 0 }", "max_enqueued_batches must be positive; was 0"),
