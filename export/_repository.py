@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,49 @@ class ModelRepository:
         """
         if not isinstance(spec, ExportSpec):
             raise TypeError(f"spec must be an export.ExportSpec. Received: spec={type(spec).__name__}")
+        return self._publish(spec.model_name, version, lambda staging: self._stage_export(spec, staging))
+
+    def publish_saved_model(
+        self,
+        source: str | os.PathLike[str],
+        model_name: str,
+        *,
+        version: int | None = None,
+        manifest_updates: Mapping[str, Any] | None = None,
+    ) -> PublishedVersion:
+        """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
+
+        The copy is staged, fsynced and renamed into place exactly like `publish`, so a server
+        never sees a half-copied version (tensorflow/serving#1086). A tfstack manifest in the
+        source is kept (model name and version updated); otherwise a minimal one with the
+        signatures is written, so `models show` and rollout gates work.
+
+        Raises:
+            RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
+            VersionExistsError: `version` is given and already exists.
+        """
+        source = Path(source)
+        if not (source / "saved_model.pb").is_file():
+            raise RepositoryError(
+                f"Cannot publish {source}: expected a SavedModel directory (with saved_model.pb)."
+            )
+        check_model_name(model_name)
+        updates = dict(manifest_updates or {})
+        return self._publish(model_name, version, lambda staging: _stage_copy(source, staging, model_name, updates))
+
+    def _publish(
+        self, model_name: str, version: int | None, stage: Callable[[Path], Callable[[int, list[str]], dict[str, Any]]]
+    ) -> PublishedVersion:
+        """Stage a version with `stage(staging)`, then give it a number and rename it into place.
+
+        `stage` fills the staging directory and returns a function that builds the manifest for
+        the chosen version (called under the publish lock, with the staged file list).
+        """
         if version is not None:
             version = check_version(version)
-        model_dir = self._prepare_model_dir(spec.model_name)
+        model_dir = self._prepare_model_dir(model_name)
         if version is not None:
-            self._check_free(spec.model_name, version)
+            self._check_free(model_name, version)
         self._remove_stale(model_dir)
 
         from filelock import FileLock
@@ -170,7 +208,8 @@ class ModelRepository:
         try:
             try:
                 staging.mkdir()
-                return self._publish_staged(spec, staging, model_dir, version)
+                build_manifest = stage(staging)
+                return self._commit_staged(model_name, staging, model_dir, version, build_manifest)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -194,7 +233,7 @@ class ModelRepository:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _publish_staged(self, spec: ExportSpec, staging: Path, model_dir: Path, version: int | None) -> PublishedVersion:
+    def _stage_export(self, spec: ExportSpec, staging: Path) -> Callable[[int, list[str]], dict[str, Any]]:
         from export import _manifest, _plots, _signatures, _warmup
 
         try:
@@ -223,26 +262,41 @@ class ModelRepository:
             ) from exc
         _verify(spec, staging, class_names)
         signatures = _signatures.read_signature_summary(staging)
+        return lambda version, files: _manifest.build_manifest(
+            spec, version=version, class_names=class_names, signatures=signatures, files=files
+        )
+
+    def _commit_staged(
+        self,
+        model_name: str,
+        staging: Path,
+        model_dir: Path,
+        version: int | None,
+        build_manifest: Callable[[int, list[str]], dict[str, Any]],
+    ) -> PublishedVersion:
+        from export import _manifest
 
         with self._publish_lock(model_dir):
             if version is None:
                 existing = self._numeric_children(model_dir)
                 version = max(existing, default=0) + 1
             else:
-                self._check_free(spec.model_name, version)
-            files = [str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()]
-            files.append(f"{ASSETS_EXTRA}/{_manifest.MANIFEST_FILE}")
-            manifest = _manifest.build_manifest(
-                spec, version=version, class_names=class_names, signatures=signatures, files=files
+                self._check_free(model_name, version)
+            manifest_path = staging / ASSETS_EXTRA / _manifest.MANIFEST_FILE
+            files = sorted(
+                {str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()}
+                | {str(manifest_path.relative_to(staging))}
             )
-            _write_json(assets / _manifest.MANIFEST_FILE, manifest)
+            manifest = build_manifest(version, files)
+            manifest_path.parent.mkdir(exist_ok=True)
+            _write_json(manifest_path, manifest)
             _fsync_tree(staging)
             target = model_dir / str(version)
             try:
                 # os.rename would silently replace an empty directory; the check under the lock
                 # above plus this guard keep "nothing is overwritten" true.
                 if os.path.lexists(target):
-                    raise VersionExistsError(f"Version {version} of model {spec.model_name!r} already exists at {target}")
+                    raise VersionExistsError(f"Version {version} of model {model_name!r} already exists at {target}")
                 os.rename(staging, target)
             except VersionExistsError:
                 raise
@@ -251,7 +305,7 @@ class ModelRepository:
             _fsync_dir(model_dir)
             # The model directory itself may be new; make its entry durable too.
             _fsync_dir(model_dir.parent)
-        return PublishedVersion(model_name=spec.model_name, version=version, path=target, manifest=manifest)
+        return PublishedVersion(model_name=model_name, version=version, path=target, manifest=manifest)
 
     def _base_exists(self) -> bool:
         if self.base_path.exists() and not self.base_path.is_dir():
@@ -361,6 +415,34 @@ def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int
     See `ModelRepository.publish` for the errors.
     """
     return ModelRepository(base_path).publish(spec, version=version)
+
+
+def _stage_copy(
+    source: Path, staging: Path, model_name: str, updates: dict[str, Any]
+) -> Callable[[int, list[str]], dict[str, Any]]:
+    """Copy an exported SavedModel into `staging`; return its manifest builder."""
+    from export import _manifest, _signatures
+
+    try:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    except OSError as exc:
+        raise RepositoryError(f"Cannot copy {source} into {staging}: {exc}") from exc
+    try:
+        manifest = json.loads((staging / ASSETS_EXTRA / _manifest.MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        try:
+            signatures = _signatures.read_signature_summary(staging)
+        except Exception as exc:
+            raise RepositoryError(f"Cannot read the signatures of {source}: {exc}") from exc
+        manifest = {"format": 1, "metrics": {}, "signatures": signatures}
+
+    def build(version: int, files: list[str]) -> dict[str, Any]:
+        manifest.setdefault("created", _manifest.utc_now())
+        return {**manifest, **updates, "model_name": model_name, "version": version, "files": files}
+
+    return build
 
 
 def _is_model_name(name: str) -> bool:

@@ -33,10 +33,8 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -1095,8 +1093,6 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
     A training run directory is accepted if it holds a SavedModel (searched one level down).
     """
     import export
-    from export import _repository as repo_module
-    from filelock import FileLock, Timeout
 
     source = Path(source)
     if not source.is_dir():
@@ -1125,63 +1121,13 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
                 model_name=model_name, version=existing_version,
                 path=repository.version_path(model_name, existing_version), manifest=existing,
             )
-    model_dir = repository.base_path / model_name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging_id = uuid.uuid4().hex
-    staging = model_dir / f"{repo_module.STAGING_PREFIX}{staging_id}"
-    # Same staging/lock names as export, so its cleaner treats a dead copy like a dead export.
-    staging_lock = FileLock(str(model_dir / f"{repo_module.STAGING_PREFIX}{staging_id}.lock"), timeout=0)
-    staging_lock.acquire()
-    try:
-        try:
-            shutil.copytree(saved_model, staging)
-            manifest_path = staging / "assets.extra" / "manifest.json"
-            try:
-                manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                manifest = {
-                    "format": 1,
-                    "model_name": model_name,
-                    "created": _utc(time.time()),
-                    "metrics": {},
-                    "signatures": _read_signatures(staging),
-                }
-            manifest["model_name"] = model_name
-            manifest["published_from"] = str(saved_model.absolute())
-            manifest["content_sha256"] = digest
-            lock = FileLock(str(model_dir / repo_module.LOCK_NAME), timeout=repository.lock_timeout)
-            try:
-                lock.acquire()
-            except Timeout as exc:
-                raise RolloutError(f"Timed out waiting for {lock.lock_file}; another publisher holds it.") from exc
-            try:
-                existing = {int(p.name) for p in model_dir.iterdir() if p.name.isdigit()}
-                chosen = max(existing, default=0) + 1 if version is None else _check_version(version)
-                if chosen in existing:
-                    raise export.VersionExistsError(f"Version {chosen} of model {model_name!r} already exists under {model_dir}.")
-                manifest["version"] = chosen
-                manifest_path.parent.mkdir(exist_ok=True)
-                manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-                for directory, _, files in os.walk(staging):
-                    for name in files:
-                        fd = os.open(os.path.join(directory, name), os.O_RDONLY)
-                        try:
-                            os.fsync(fd)
-                        finally:
-                            os.close(fd)
-                    _fsync_dir(Path(directory))
-                target = model_dir / str(chosen)
-                os.rename(staging, target)
-                _fsync_dir(model_dir)
-            finally:
-                lock.release()
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    finally:
-        Path(staging_lock.lock_file).unlink(missing_ok=True)
-        staging_lock.release()
-    return export.PublishedVersion(model_name=model_name, version=chosen, path=target, manifest=manifest)
+    published = repository.publish_saved_model(
+        saved_model,
+        model_name,
+        version=None if version is None else _check_version(version),
+        manifest_updates={"published_from": str(saved_model.absolute()), "content_sha256": digest},
+    )
+    return published
 
 
 def content_digest(saved_model: Path) -> str:
