@@ -331,3 +331,42 @@ def test_publish_rejects_a_non_spec(base_path):
     with pytest.raises(TypeError, match=r"spec must be an export.ExportSpec. Received: spec=dict"):
         export.publish({"model_name": "x"}, base_path)
     assert not base_path.exists()
+
+
+def test_publish_saved_model_copies_a_version_in_with_its_manifest(published, base_path):
+    source = published["classification"]
+    repo = ModelRepository(base_path)
+
+    first = repo.publish_saved_model(source.path, "copied", manifest_updates={"published_from": "elsewhere"})
+    second = repo.publish_saved_model(source.path, "copied")
+
+    assert (first.version, second.version) == (1, 2)
+    assert repo.versions("copied") == [1, 2]
+    assert _leftovers(base_path / "copied") == []
+    manifest = repo.manifest("copied", 1)
+    assert manifest["model_name"] == "copied" and manifest["version"] == 1
+    assert manifest["published_from"] == "elsewhere"
+    assert manifest["metrics"] == source.manifest["metrics"]
+    assert (first.path / "saved_model.pb").read_bytes() == (source.path / "saved_model.pb").read_bytes()
+
+
+def test_publish_saved_model_without_a_manifest_writes_the_signatures(published, base_path, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(published["regression"].path, bare)
+    (bare / "assets.extra" / "manifest.json").unlink()
+
+    result = ModelRepository(base_path).publish_saved_model(bare, "bare", version=7)
+
+    assert result.version == 7
+    assert "serving_default" in result.manifest["signatures"]
+    with pytest.raises(export.VersionExistsError):
+        ModelRepository(base_path).publish_saved_model(bare, "bare", version=7)
+
+
+def test_publish_saved_model_rejects_a_directory_without_a_saved_model(base_path, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(export.RepositoryError, match="expected a SavedModel directory"):
+        ModelRepository(base_path).publish_saved_model(tmp_path / "empty", "m")
+    assert not (base_path / "m").exists()
