@@ -37,8 +37,9 @@ def _configure_logging(verbose: bool) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", required=True, envvar="TFSTACK_MODEL_CONFIG", show_envvar=True,
-              type=click.Path(dir_okay=False), help="The models.config the server reads (--model_config_file).")
+# --config is checked when a step runs, not here, so `tfstack rollout STEP --help` works without it.
+@click.option("--config", "config_file", default=None, envvar="TFSTACK_MODEL_CONFIG", show_envvar=True,
+              type=click.Path(dir_okay=False), help="The models.config the server reads (--model_config_file). Required.")
 @click.option("--base-path", default="./models", show_default=True, type=click.Path(file_okay=False),
               help="Model repository root: <base-path>/<model>/<version>/.")
 @click.option("--grpc", "grpc_target", default=None, envvar="TFSTACK_GRPC", show_envvar=True,
@@ -70,6 +71,10 @@ def _rollout(ctx: click.Context, *, need_server: bool, **policy: Any):
     from serving._rollout import LiveServer, Rollout, RolloutPolicy
 
     obj = ctx.obj
+    if not obj["config_file"]:
+        raise click.UsageError(
+            "Missing option '--config' (or TFSTACK_MODEL_CONFIG): the models.config file the server reads.", ctx=ctx
+        )
     server = None
     if obj["grpc_target"] or obj["rest_url"]:
         rest_url = obj["rest_url"]

@@ -70,3 +70,16 @@ def test_probe_metrics_measure_both_labels_per_window():
     assert window["stable"].errors == 0 and window["canary"].errors == 5
     assert "error rate 50.00%" in judge_canary(window["stable"], window["canary"], WatchThresholds(min_requests=10))
     assert probe.snapshot()["canary"].requests == 10  # a new window each time
+
+
+def test_step_help_works_without_config_and_a_step_without_config_is_a_usage_error(monkeypatch):
+    from click.testing import CliRunner
+
+    from serving._rollout_cli import rollout
+
+    monkeypatch.delenv("TFSTACK_MODEL_CONFIG", raising=False)
+    runner = CliRunner()
+    helped = runner.invoke(rollout, ["retire", "--help"])
+    assert helped.exit_code == 0 and "Remove old versions" in helped.output
+    missing = runner.invoke(rollout, ["status", "digits"])
+    assert missing.exit_code == 2 and "Missing option '--config'" in missing.output
