@@ -3,6 +3,7 @@
 Importing this package is cheap; TensorFlow loads only when a model does.
 """
 
+from serving._batching import BatchingParameters, BatchScheduler, parse_batching_parameters, read_batching_parameters
 from serving._core import (
     Classifications,
     InferenceTask,
@@ -16,6 +17,13 @@ from serving._errors import Code, RolloutError, ServerError, StatusError
 from serving._flags import FlagError, ServerOptions, parse_flags
 from serving._manager import ManagerOptions, ModelManager
 from serving._model_config import read_model_config_file, single_model_config
+from serving._monitoring import (
+    MonitoringConfig,
+    PrometheusConfig,
+    ServerMetrics,
+    parse_monitoring_config,
+    read_monitoring_config,
+)
 from serving._harness import (
     BackendUnavailableError,
     DockerBackend,
@@ -31,6 +39,8 @@ from serving._server import run_server
 
 __all__ = [
     "BackendUnavailableError",
+    "BatchScheduler",
+    "BatchingParameters",
     "Classifications",
     "Code",
     "DockerBackend",
@@ -42,6 +52,8 @@ __all__ = [
     "LiveServer",
     "ManagerOptions",
     "ModelManager",
+    "MonitoringConfig",
+    "PrometheusConfig",
     "Rollout",
     "RolloutError",
     "RolloutPolicy",
@@ -49,6 +61,7 @@ __all__ = [
     "ServeRequest",
     "ServerCore",
     "ServerError",
+    "ServerMetrics",
     "ServerOptions",
     "ServingEndpoint",
     "State",
@@ -56,8 +69,12 @@ __all__ = [
     "VersionStatus",
     "WatchThresholds",
     "load_servable",
+    "parse_batching_parameters",
     "parse_flags",
+    "parse_monitoring_config",
+    "read_batching_parameters",
     "read_model_config_file",
+    "read_monitoring_config",
     "run_server",
     "serve_models",
     "single_model_config",
