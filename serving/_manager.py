@@ -22,8 +22,9 @@ import dataclasses
 import logging
 import os
 import re
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from serving._core import ServerCore, State, load_servable
 from serving._errors import Code, StatusError
@@ -119,12 +120,23 @@ class _Managed:
     warned_empty: bool = False
 
 
+class LifecycleObserver(Protocol):
+    """What the manager reports besides state changes (monitoring implements it)."""
+
+    def observe_load_attempt(self, model_path: str, ok: bool, seconds: float) -> None: ...
+
+    def observe_warmup(self, model_path: str, code: Code, seconds: float, records: int) -> None: ...
+
+
 class ModelManager:
     """Keeps a ServerCore's versions in line with a ModelServerConfig and the file system."""
 
-    def __init__(self, core: ServerCore, options: ManagerOptions | None = None) -> None:
+    def __init__(
+        self, core: ServerCore, options: ManagerOptions | None = None, *, observer: LifecycleObserver | None = None
+    ) -> None:
         self._core = core
         self._options = options or ManagerOptions()
+        self._observer = observer
         self._config: ModelServerConfig | None = None
         self._models: dict[str, _Managed] = {}
         self._lock = asyncio.Lock()
@@ -302,6 +314,7 @@ class ModelManager:
             for attempt in range(attempts):
                 if attempt:
                     logger.info("Retrying load on servable version %s retry: %d", sid, attempt)
+                started = time.perf_counter()
                 try:
                     servable = await loop.run_in_executor(self._load_executor, self._load_and_warm, name, version, path)
                 except StatusError as exc:
@@ -309,9 +322,11 @@ class ModelManager:
                 except Exception as exc:  # a loader bug must not kill the manager; report it on the version
                     error = StatusError(Code.UNKNOWN, f"{type(exc).__name__}: {exc}")
                 else:
+                    self._observe("load_attempt", path, True, time.perf_counter() - started)
                     self._core.set_version_state(name, version, State.AVAILABLE, servable=servable)
                     logger.info("Successfully loaded servable version %s", sid)
                     return
+                self._observe("load_attempt", path, False, time.perf_counter() - started)
                 managed = self._models.get(name)
                 still_aspired = managed is not None and version in (managed.aspired or {})
                 logger.error("Loading servable version %s failed: %s", sid, error)
@@ -340,8 +355,22 @@ class ModelManager:
         if self._options.enable_model_warmup:
             from serving._warmup import run_warmup
 
-            run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
+            started = time.perf_counter()
+            try:
+                records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
+            except StatusError as exc:
+                self._observe("warmup", path, exc.code, time.perf_counter() - started, 0)
+                raise
+            self._observe("warmup", path, Code.OK, time.perf_counter() - started, records)
         return servable
+
+    def _observe(self, event: str, *args) -> None:
+        if self._observer is None:
+            return
+        try:
+            getattr(self._observer, f"observe_{event}")(*args)
+        except Exception:  # metrics must never break a load
+            logger.exception("Lifecycle observer failed on %s", event)
 
     def _unload(self, name: str, version: int) -> None:
         sid = _servable_id(name, version)

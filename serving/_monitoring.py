@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 from serving._errors import Code, StatusError
@@ -258,9 +257,17 @@ class ServerMetrics:
         """A grpc.aio server interceptor counting Predict/Classify/Regress like TF Serving."""
         return _make_interceptor_class()(self)
 
-    def watch_lifecycle(self, core) -> "LifecycleWatcher":
-        """Record load attempts/latency and warmup latency for `core`'s versions (see LifecycleWatcher)."""
-        return LifecycleWatcher(self, core)
+    def observe_load_attempt(self, model_path: str, ok: bool, seconds: float) -> None:
+        """`ModelManager(observer=...)`: one attempt to load a version (warmup included), as TF's loader counts."""
+        self.load_attempt_count.labels(model_path, "success" if ok else "fail").inc()
+        if ok:
+            self.load_latency.labels(model_path).inc(int(seconds * 1e6))
+
+    def observe_warmup(self, model_path: str, code: Code, seconds: float, records: int) -> None:
+        """`ModelManager(observer=...)`: one warmup replay of a version's records."""
+        status = Code(code).name
+        self.warmup_latency.labels(model_path, status).observe(seconds * 1e6)
+        self.warmup_records_read.labels(model_path, status).inc(records)
 
 
 def _grpc_code_to_code(status: Any) -> Code:
@@ -316,63 +323,6 @@ def _make_interceptor_class():
     import grpc
 
     return type("GrpcMetricsInterceptor", (_GrpcMetricsInterceptor, grpc.aio.ServerInterceptor), {})
-
-
-class LifecycleWatcher(logging.Handler):
-    """Load and warmup metrics, from the core's state changes and the manager's log lines.
-
-    The model manager and warmup code expose no hooks, so the version directory of a load comes
-    from `Loading servable version {name: m version: v} from <path>` and warmup timings from
-    `Finished reading warmup data for model at <file>...`. A load counts once per version
-    (LOADING → AVAILABLE is `success`, LOADING → END is `fail`), retries included; its latency
-    includes warmup.
-    """
-
-    _LOADING = "Loading servable version %s from %s"
-    _WARMUP = "Finished reading warmup data for model at %s"
-
-    def __init__(self, metrics: ServerMetrics, core) -> None:
-        super().__init__(level=logging.INFO)
-        self._metrics = metrics
-        self._core = core
-        self._paths: dict[str, str] = {}
-        self._started: dict[tuple[str, int], float] = {}
-        logger.addHandler(self)
-        core.add_state_listener(self._on_state)
-
-    def close(self) -> None:
-        logger.removeHandler(self)
-        super().close()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.msg if isinstance(record.msg, str) else ""
-            args = record.args if isinstance(record.args, tuple) else ()
-            if message == self._LOADING and len(args) == 2:
-                self._paths[str(args[0])] = str(args[1])
-            elif message.startswith(self._WARMUP) and len(args) >= 3:
-                model_path = str(Path(str(args[0])).parent.parent)
-                self._metrics.warmup_latency.labels(model_path, "OK").observe(float(args[2]))
-                self._metrics.warmup_records_read.labels(model_path, "OK").inc(int(args[1]))
-        except Exception:  # a metrics bug must never break logging
-            pass
-
-    def _on_state(self, model_name: str, version: int, state) -> None:
-        from serving._core import State
-
-        key = (model_name, version)
-        if state is State.LOADING:
-            self._started[key] = time.perf_counter()
-            return
-        started = self._started.pop(key, None)
-        if started is None or state not in (State.AVAILABLE, State.END):
-            return
-        path = self._paths.pop(f"{{name: {model_name} version: {version}}}", "")
-        if state is State.AVAILABLE:
-            self._metrics.load_attempt_count.labels(path, "success").inc()
-            self._metrics.load_latency.labels(path).inc(int((time.perf_counter() - started) * 1e6))
-        else:
-            self._metrics.load_attempt_count.labels(path, "fail").inc()
 
 
 def metrics_from_flags(rest_api_port: int, monitoring_config_file: str) -> tuple[ServerMetrics | None, str]:

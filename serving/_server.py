@@ -152,10 +152,8 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
     core = ServerCore(inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads))
     core.batching = batching
-    lifecycle = None
     if metrics is not None:
         core.on_inference = metrics.observe_inference
-        lifecycle = metrics.watch_lifecycle(core)
     manager = ModelManager(
         core,
         ManagerOptions(
@@ -168,6 +166,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             enable_model_warmup=options.enable_model_warmup,
             num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
         ),
+        observer=metrics,
     )
     grpc_server = None
     rest_runner = rest_activity = None
@@ -229,8 +228,6 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         await _shutdown(grpc_server, rest_runner, rest_activity, manager, core)
         if batching is not None:
             batching.close()
-        if lifecycle is not None:
-            lifecycle.close()
 
 
 async def _shutdown(grpc_server, rest_runner, rest_activity, manager: ModelManager, core: ServerCore) -> None:

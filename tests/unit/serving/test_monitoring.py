@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from serving._core import ServerCore, State
 from serving._errors import Code, StatusError
 from serving._monitoring import (
     DEFAULT_METRICS_PATH,
@@ -114,30 +111,15 @@ def test_batching_queuing_latency_by_thread_pool():
     assert ":tensorflow:serving:batching_session:wrapped_run_count{} 1" in page
 
 
-def test_load_and_warmup_metrics_follow_the_lifecycle(caplog):
-    caplog.set_level(logging.INFO, logger="tfstack.serving")  # the server logs at INFO
-    core = ServerCore(inference_threads=1)
+def test_load_and_warmup_metrics_use_tf_servings_names():
     metrics = ServerMetrics()
-    watcher = metrics.watch_lifecycle(core)
-    log = logging.getLogger("tfstack.serving")
-    try:
-        log.info("Loading servable version %s from %s", "{name: m version: 1}", "/models/m/1")
-        core.set_version_state("m", 1, State.LOADING)
-        log.info(
-            "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-            "Elapsed time (microseconds): %d.", "/models/m/1/assets.extra/tf_serving_warmup_requests", 3, 1500,
-        )
-        core.set_version_state("m", 1, State.AVAILABLE, servable=object())  # type: ignore[arg-type]
-        log.info("Loading servable version %s from %s", "{name: m version: 2}", "/models/m/2")
-        core.set_version_state("m", 2, State.LOADING)
-        core.set_version_state("m", 2, State.END, error=StatusError(Code.NOT_FOUND, "gone"))
-    finally:
-        watcher.close()
-        core.close()
+    metrics.observe_load_attempt("/models/m/1", True, 0.25)
+    metrics.observe_load_attempt("/models/m/2", False, 0.01)
+    metrics.observe_warmup("/models/m/1", Code.OK, 0.0015, 3)
     page = metrics.page()
     assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="/models/m/1",status="success"} 1' in page
     assert ':tensorflow:cc:saved_model:load_attempt_count{model_path="/models/m/2",status="fail"} 1' in page
-    assert ':tensorflow:cc:saved_model:load_latency{model_path="/models/m/1"}' in page
+    assert ':tensorflow:cc:saved_model:load_latency{model_path="/models/m/1"} 250000' in page
     assert ':tensorflow:serving:model_warmup_latency_sum{model_path="/models/m/1",status="OK"} 1500' in page
     assert ':tensorflow:serving:model_warmup_records_read{model_path="/models/m/1",status="OK"} 3' in page
 

@@ -106,3 +106,29 @@ async def test_a_bad_warmup_file_fails_that_version_load(version_dir: Path):
     finally:
         await manager.close()
         core.close()
+
+
+async def test_the_manager_reports_load_attempts_and_warmups_to_its_observer(tmp_path: Path, half_plus_two_base: Path):
+    from serving._monitoring import ServerMetrics
+
+    good = tmp_path / "good" / "1"
+    shutil.copytree(half_plus_two_base / "123", good)
+    _write(warmup_path(good), [log.SerializeToString() for log in _logs()])
+    bad = tmp_path / "bad" / "1"
+    shutil.copytree(half_plus_two_base / "123", bad)
+    _write(warmup_path(bad), [b"\xff\xff\xff"])
+    metrics = ServerMetrics()
+    core = ServerCore(inference_threads=1)
+    manager = ModelManager(core, ManagerOptions(file_system_poll_wait_seconds=0, max_num_load_retries=0), observer=metrics)
+    try:
+        await manager.apply_config(single_model_config("good", str(good.parent)))
+        with pytest.raises(StatusError):
+            await manager.apply_config(single_model_config("bad", str(bad.parent)))
+    finally:
+        await manager.close()
+        core.close()
+    page = metrics.page()
+    assert f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{good}",status="success"}} 1' in page
+    assert f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{bad}",status="fail"}} 1' in page
+    assert f':tensorflow:serving:model_warmup_records_read{{model_path="{good}",status="OK"}} 5' in page
+    assert f'model_warmup_latency_count{{model_path="{bad}",status="INVALID_ARGUMENT"}} 1' in page
