@@ -266,10 +266,29 @@ def _httpx_kwargs(
 
 
 class _RestSender:
-    def __init__(self, url: str, codec: RestCodec, tls: TlsConfig | None) -> None:
-        self.url = url
-        self.codec = codec
+    """What the blocking and asyncio REST transports share: settings, pooling and request building."""
+
+    _HTTPX_CLIENT = ""  # the httpx class name a subclass drives: "Client" or "AsyncClient"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        json_format: str = "columnar",
+        gzip: bool = False,
+        tls: TlsConfig | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_connections: int = 100,
+        http_transport: Any = None,
+    ) -> None:
+        import httpx
+
+        self.url = validate_base_url(url)
+        self.codec = RestCodec(json_format=json_format, gzip=gzip)
         self._extensions = {"sni_hostname": tls.server_name} if tls is not None and tls.server_name else {}
+        kwargs = _httpx_kwargs(self.url, tls=tls, headers=headers, max_connections=max_connections)
+        # http_transport: an httpx transport such as httpx.MockTransport, for tests.
+        self._client = getattr(httpx, self._HTTPX_CLIENT)(**kwargs, transport=http_transport)
 
     def _request_args(self, request: HttpRequest, timeout: float | None) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
@@ -292,24 +311,7 @@ class _RestSender:
 class RestTransport(_RestSender):
     """Blocking REST transport over one pooled httpx.Client (thread-safe)."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        json_format: str = "columnar",
-        gzip: bool = False,
-        tls: TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_connections: int = 100,
-        http_transport: Any = None,
-    ) -> None:
-        import httpx
-
-        url = validate_base_url(url)
-        super().__init__(url, RestCodec(json_format=json_format, gzip=gzip), tls)
-        kwargs = _httpx_kwargs(url, tls=tls, headers=headers, max_connections=max_connections)
-        # http_transport: an httpx transport such as httpx.MockTransport, for tests.
-        self._client = httpx.Client(**kwargs, transport=http_transport)
+    _HTTPX_CLIENT = "Client"
 
     def send(self, request: HttpRequest, timeout: float | None) -> Any:
         with _mapped_errors(self.url):
@@ -323,23 +325,7 @@ class RestTransport(_RestSender):
 class AsyncRestTransport(_RestSender):
     """asyncio REST transport over one pooled httpx.AsyncClient."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        json_format: str = "columnar",
-        gzip: bool = False,
-        tls: TlsConfig | None = None,
-        headers: Mapping[str, str] | None = None,
-        max_connections: int = 100,
-        http_transport: Any = None,
-    ) -> None:
-        import httpx
-
-        url = validate_base_url(url)
-        super().__init__(url, RestCodec(json_format=json_format, gzip=gzip), tls)
-        kwargs = _httpx_kwargs(url, tls=tls, headers=headers, max_connections=max_connections)
-        self._client = httpx.AsyncClient(**kwargs, transport=http_transport)
+    _HTTPX_CLIENT = "AsyncClient"
 
     async def send(self, request: HttpRequest, timeout: float | None) -> Any:
         with _mapped_errors(self.url):
