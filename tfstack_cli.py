@@ -54,8 +54,26 @@ def cli() -> None:
     """tfstack: train Keras models, export them for TF Serving, serve, query and roll out."""
 
 
+# Top-level modules that only the 'full' extra installs; a missing one means a light install.
+_FULL_EXTRA_MODULES = frozenset(
+    {"tensorflow", "keras", "tensorflow_serving", "sklearn", "matplotlib", "filelock", "aiohttp",
+     "prometheus_client", "grpc_health", "tensorboard", "PIL"}
+)
+
+
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except ModuleNotFoundError as exc:
+        # Commands import their heavy dependencies lazily, so this can surface mid-command.
+        if (exc.name or "").split(".")[0] not in _FULL_EXTRA_MODULES:
+            raise
+        click.echo(
+            f"Error: this command needs {exc.name!r}, which the light client install does not include. "
+            "Install the full project with: pip install 'tfstack[full]'",
+            err=True,
+        )
+        raise SystemExit(1) from exc
 
 
 if __name__ == "__main__":
