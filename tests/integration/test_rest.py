@@ -14,9 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.server import rest_available
-
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not rest_available(), reason="serving._rest missing")]
+pytestmark = pytest.mark.slow
 
 M = "/v1/models/half_plus_two"
 

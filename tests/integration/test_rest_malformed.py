@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.integration.test_rest import M, http
-from tests.support.server import rest_available
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not rest_available(), reason="serving._rest missing")]
+
+pytestmark = pytest.mark.slow
 
 VALID_BODIES = [
     b'{"instances": [1.0, 2.0, 5.0]}',

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from tests.integration.test_rest import http
-from tests.support.server import rest_available, start_server
+from tests.support.server import start_server
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not rest_available(), reason="serving._rest missing")]
+pytestmark = pytest.mark.slow
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 COLORS = ["red", "green", "blue"]
