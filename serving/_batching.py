@@ -169,13 +169,10 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingPar
     """`--batching_parameters_file` as BatchingParameters; None/"" gives the model server's defaults."""
     if not path:
         return BatchingParameters(thread_pool_name=DEFAULT_THREAD_POOL_NAME)
+    from serving._model_config import read_text_proto_file
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StatusError(Code.INVALID_ARGUMENT, f"Invalid protobuf file: '{path}'") from exc
-    return parse_batching_parameters(text, path=path)
+    return parse_batching_parameters(read_text_proto_file(path, what="BatchingParameters"), path=path)
 
 
 # ------------------------------------------------------------------------------ scheduling

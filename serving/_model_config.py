@@ -40,16 +40,25 @@ def parse_model_config_text(text: str, *, path: str = "<text>") -> ModelServerCo
     return config
 
 
-def read_model_config_file(path: str | os.PathLike[str]) -> ModelServerConfig:
-    """Read and parse `--model_config_file`; unreadable files are reported like unparsable ones."""
+def read_text_proto_file(path: str | os.PathLike[str], *, what: str) -> str:
+    """The text of a text-format config file (`what` names it in the log).
+
+    An unreadable file is reported exactly like an unparsable one, as TF Serving's
+    ParseProtoTextFile does: INVALID_ARGUMENT `Invalid protobuf file: '<path>'`.
+    """
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+            return handle.read()
     except (OSError, UnicodeDecodeError) as exc:
-        logger.error("Failed to read ModelServerConfig file %s: %s", path, exc)
+        logger.error("Failed to read %s file %s: %s", what, path, exc)
         raise StatusError(Code.INVALID_ARGUMENT, f"Invalid protobuf file: '{path}'") from exc
-    return parse_model_config_text(text, path=path)
+
+
+def read_model_config_file(path: str | os.PathLike[str]) -> ModelServerConfig:
+    """Read and parse `--model_config_file`; unreadable files are reported like unparsable ones."""
+    path = os.fspath(path)
+    return parse_model_config_text(read_text_proto_file(path, what="ModelServerConfig"), path=path)
 
 
 def single_model_config(model_name: str, base_path: str) -> ModelServerConfig:

@@ -96,13 +96,10 @@ def parse_monitoring_config(text: str, *, path: str = "<text>") -> MonitoringCon
 
 def read_monitoring_config(path: str | os.PathLike[str]) -> MonitoringConfig:
     """Read `--monitoring_config_file` (unreadable files are reported like unparsable ones)."""
+    from serving._model_config import read_text_proto_file
+
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StatusError(Code.INVALID_ARGUMENT, f"Invalid protobuf file: '{path}'") from exc
-    return parse_monitoring_config(text, path=path)
+    return parse_monitoring_config(read_text_proto_file(path, what="MonitoringConfig"), path=path)
 
 
 # ------------------------------------------------------------------------------ exposition
