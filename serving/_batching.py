@@ -2,13 +2,11 @@
 
 One `BatchScheduler` is shared by every model, version and signature (TF's SharedBatchScheduler):
 each (servable, signature) has its own queue of batches, and one pool of `num_batch_threads`
-threads runs whichever batch is ready. Concurrent requests are merged along dim 0, padded up to
-the next `allowed_batch_sizes` entry with copies of the first row, run once, and the outputs are
-split back per request, so clients see the same responses as without batching.
-
-Deliberate difference: `pad_variable_length_inputs` is accepted but non-batch dims are never
-padded. Tasks whose inputs differ in non-batch shape or dtype are not merged; they simply go into
-separate batches (TF Serving would fail such a merge with FAILED_PRECONDITION instead).
+threads runs whichever batch is ready. Concurrent requests are merged along dim 0 (their other
+dims padded when `pad_variable_length_inputs`), padded up to the next `allowed_batch_sizes` entry,
+run once, and the outputs are split back per request, so clients see the same responses as without
+batching. Large requests are split across batches with `enable_large_batch_splitting`, and each
+version may bring its own parameters (`--enable_per_model_batching_parameters`).
 """
 
 from __future__ import annotations
@@ -193,9 +191,7 @@ def task_size(inputs: Mapping[str, np.ndarray]) -> int:
     return size
 
 
-def _merge_key(inputs: Mapping[str, np.ndarray]) -> tuple:
-    # Tasks merge only when every input agrees on everything but dim 0.
-    return tuple(sorted((alias, array.dtype.str, array.shape[1:]) for alias, array in inputs.items()))
+MAX_PADDED_RANK = 6  # TF pads ranks 1 to 6 only (like its Pad op)
 
 
 class _Task:
@@ -209,10 +205,9 @@ class _Task:
 
 
 class _Batch:
-    __slots__ = ("key", "tasks", "size", "closed", "opened")
+    __slots__ = ("tasks", "size", "closed", "opened")
 
-    def __init__(self, key: tuple, opened: float) -> None:
-        self.key = key
+    def __init__(self, opened: float) -> None:
         self.tasks: list[_Task] = []
         self.size = 0
         self.closed = False
@@ -220,18 +215,26 @@ class _Batch:
 
 
 class _Queue:
-    __slots__ = ("run", "batches", "timer")
+    __slots__ = ("run", "params", "names", "batches")
 
-    def __init__(self, run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]]) -> None:
+    def __init__(
+        self,
+        run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
+        params: BatchingParameters,
+        names: Mapping[str, str],
+    ) -> None:
         self.run = run
+        self.params = params
+        self.names = names  # input alias -> the tensor name TF's merge errors print
         self.batches: deque[_Batch] = deque()
-        self.timer: asyncio.TimerHandle | None = None
 
 
 class BatchScheduler:
     """TF's SharedBatchScheduler on an asyncio loop: per-key queues, one pool of batch threads.
 
     `submit` is called on the event loop; batches run on a thread pool of `num_batch_threads`.
+    Each queue may have its own parameters (`--enable_per_model_batching_parameters`); the thread
+    pool's size and name always come from the scheduler's own parameters, as in TF Serving.
 
     Example:
         >>> scheduler = BatchScheduler(BatchingParameters(max_batch_size=8))
@@ -269,15 +272,19 @@ class BatchScheduler:
         key: Any,
         run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
         inputs: Mapping[str, np.ndarray],
+        **options: Any,
     ) -> dict[str, np.ndarray]:
         """Enqueue one request and wait for its slice of the batched outputs (see `enqueue`)."""
-        return await self.enqueue(key, run, inputs)
+        return await self.enqueue(key, run, inputs, **options)
 
     def enqueue(
         self,
         key: Any,
         run: Callable[[dict[str, np.ndarray]], Mapping[str, np.ndarray]],
         inputs: Mapping[str, np.ndarray],
+        *,
+        params: BatchingParameters | None = None,
+        names: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
     ) -> asyncio.Future:
         """Enqueue one request (on the loop); the future resolves to its slice of the batched outputs.
 
@@ -286,43 +293,76 @@ class BatchScheduler:
             run: blocking function feeding merged inputs (alias -> array) to the model, returning
                 outputs whose dim 0 is the merged batch size.
             inputs: this request's inputs, all with the same dim 0 (its size).
+            params: this queue's parameters (per-model batching); default: the scheduler's.
+            names: input alias -> tensor name (or a function giving it, called when the queue is
+                created), for the texts of merge errors; default: the alias.
 
         Raises:
             StatusError: INVALID_ARGUMENT (scalar inputs, unequal dim 0, task larger than
-                max_batch_size), UNAVAILABLE when the queue is full, or whatever `run` raised.
+                max_batch_size), UNAVAILABLE when the queue is full, or whatever `run` raised
+                (FAILED_PRECONDITION when tasks of one batch differ in non-batch shape and
+                padding is off, as TF's batching session reports).
         """
         size = task_size(inputs)
-        limit = self.params.max_batch_size
-        if size > limit:
-            raise StatusError(Code.INVALID_ARGUMENT, f"Task size {size} is larger than maximum input batch size {limit}")
-        loop = asyncio.get_running_loop()
         queue = self._queues.get(key)
         if queue is None:
-            queue = self._queues[key] = _Queue(run)
+            queue = _Queue(run, params or self.params, (names() if callable(names) else names) or {})
+        qparams = queue.params
+        if size > qparams.max_batch_size:
+            raise StatusError(
+                Code.INVALID_ARGUMENT, f"Task size {size} is larger than maximum input batch size {qparams.max_batch_size}"
+            )
+        loop = asyncio.get_running_loop()
+        limit = qparams.execution_limit if qparams.enable_large_batch_splitting else qparams.max_batch_size
+        open_batch = queue.batches[-1] if queue.batches and not queue.batches[-1].closed else None
+        room = limit - open_batch.size if open_batch is not None else 0
+        if size <= room:
+            pieces = [size]
+        elif qparams.enable_large_batch_splitting:
+            # TF's eager split: fill the open batch, then whole execution batches, then the rest.
+            pieces = [room] if room > 0 else []
+            left = size - sum(pieces)
+            while left > 0:
+                pieces.append(min(limit, left))
+                left -= pieces[-1]
+        else:
+            pieces = [size]
+        new_batches = len(pieces) - (1 if room > 0 and pieces[0] <= room else 0)
+        if len(queue.batches) + new_batches > qparams.max_enqueued_batches:
+            raise StatusError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
+        if key not in self._queues:
+            self._queues[key] = queue
             self._round_robin.append(key)
-        merge_key = _merge_key(inputs)
-        batch = queue.batches[-1] if queue.batches else None
-        if batch is None or batch.closed or batch.key != merge_key or batch.size + size > limit:
-            if batch is not None:
-                batch.closed = True
-            if len(queue.batches) >= self.params.max_enqueued_batches:
-                raise StatusError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
-            batch = _Batch(merge_key, loop.time())
-            queue.batches.append(batch)
-            if self.params.batch_timeout_micros > 0:
-                loop.call_later(self.params.batch_timeout_micros / 1e6, self._dispatch)
-        task = _Task(inputs, size, loop.create_future())
-        batch.tasks.append(task)
-        batch.size += size
-        if batch.size >= limit:
-            batch.closed = True
-        self._dispatch()
-        return task.future
 
-    def _ready(self, batch: _Batch, now: float) -> bool:
-        if batch.closed or self.params.batch_timeout_micros == 0:
+        futures: list[asyncio.Future] = []
+        start = 0
+        for piece in pieces:
+            part = inputs if piece == size else {alias: array[start:start + piece] for alias, array in inputs.items()}
+            start += piece
+            batch = queue.batches[-1] if queue.batches else None
+            if batch is None or batch.closed or batch.size + piece > limit:
+                if batch is not None:
+                    batch.closed = True
+                batch = _Batch(loop.time())
+                queue.batches.append(batch)
+                if qparams.batch_timeout_micros > 0:
+                    loop.call_later(qparams.batch_timeout_micros / 1e6, self._dispatch)
+            task = _Task(part, piece, loop.create_future())
+            batch.tasks.append(task)
+            batch.size += piece
+            if batch.size >= limit:
+                batch.closed = True
+            futures.append(task.future)
+        self._dispatch()
+        if len(futures) == 1:
+            return futures[0]
+        return _joined(loop, futures)
+
+    def _ready(self, queue: _Queue, batch: _Batch, now: float) -> bool:
+        timeout = queue.params.batch_timeout_micros
+        if batch.closed or timeout == 0:
             return True
-        return now - batch.opened >= self.params.batch_timeout_micros / 1e6 - 1e-4
+        return now - batch.opened >= timeout / 1e6 - 1e-4
 
     def _dispatch(self) -> None:
         """Start ready batches on free threads, visiting queues round-robin."""
@@ -337,7 +377,7 @@ class BatchScheduler:
                 if queue is None or not queue.batches:
                     continue
                 batch = queue.batches[0]
-                if not batch.tasks or not self._ready(batch, now):
+                if not batch.tasks or not self._ready(queue, batch, now):
                     continue
                 queue.batches.popleft()
                 if not queue.batches:
@@ -360,7 +400,7 @@ class BatchScheduler:
                 self._on_queued(now - task.enqueued, self.params.thread_pool_name)
         loop = asyncio.get_running_loop()
         try:
-            merged, padded = self._merge(batch)
+            merged, padded = _merge(batch, queue.params, queue.names)
             if self._on_batch is not None:
                 self._on_batch(batch.size, padded)
             future = loop.run_in_executor(self._executor, queue.run, merged)
@@ -370,22 +410,6 @@ class BatchScheduler:
             self._finish(batch, batch.size, failed)
             return
         future.add_done_callback(lambda f: self._finish(batch, padded, f))
-
-    def _merge(self, batch: _Batch) -> tuple[dict[str, np.ndarray], int]:
-        padded = batch.size
-        for allowed in self.params.allowed_batch_sizes:
-            if allowed >= batch.size:
-                padded = allowed
-                break
-        merged: dict[str, np.ndarray] = {}
-        for alias in batch.tasks[0].inputs:
-            parts = [np.asarray(task.inputs[alias]) for task in batch.tasks]
-            if padded > batch.size:
-                # TF pads with copies of the first row; the padding rows' outputs are dropped.
-                first = parts[0][:1]
-                parts.append(np.repeat(first, padded - batch.size, axis=0))
-            merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-        return merged, padded
 
     def _finish(self, batch: _Batch, padded: int, future: asyncio.Future) -> None:
         self._busy -= 1
@@ -402,6 +426,100 @@ class BatchScheduler:
                 if not task.future.done():
                     task.future.set_result(piece)
         self._dispatch()
+
+
+def _joined(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future]) -> asyncio.Future:
+    """One future for a split task: its pieces' outputs joined along dim 0, or the first error."""
+    joined = loop.create_future()
+    remaining = len(futures)
+
+    def piece_done(_: asyncio.Future) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if remaining or joined.done():
+            return
+        for piece in futures:
+            if piece.cancelled():
+                joined.set_exception(StatusError(Code.CANCELLED, "Batch was cancelled"))
+                return
+            if piece.exception() is not None:
+                joined.set_exception(piece.exception())
+                return
+        results = [piece.result() for piece in futures]
+        try:
+            joined.set_result({alias: np.concatenate([r[alias] for r in results], axis=0) for alias in results[0]})
+        except ValueError as exc:  # pieces padded to different non-batch shapes cannot be joined
+            joined.set_exception(StatusError(Code.INTERNAL, f"Tensor concat operation failed: {exc}"))
+
+    def cancel_pieces(_: asyncio.Future) -> None:
+        if joined.cancelled() or joined.exception() is not None:
+            for piece in futures:  # e.g. the deadline passed: the pieces' results are dropped
+                if not piece.done():
+                    piece.cancel()
+
+    for future in futures:
+        future.add_done_callback(piece_done)
+    joined.add_done_callback(cancel_pieces)
+    return joined
+
+
+def _merge(batch: _Batch, params: BatchingParameters, names: Mapping[str, str]) -> tuple[dict[str, np.ndarray], int]:
+    """The batch's inputs joined along dim 0 as TF's batching session does (ProcessBatch/MergeInputTensors).
+
+    Non-batch dims must agree unless `pad_variable_length_inputs`: then every task's tensor is
+    padded at the end of each dim, with its own first value, to the batch's largest size. The
+    batch is then padded to the next `allowed_batch_sizes` entry with the last task's first row.
+    """
+    padded = batch.size
+    for allowed in params.allowed_batch_sizes:
+        if allowed >= batch.size:
+            padded = allowed
+            break
+    merged: dict[str, np.ndarray] = {}
+    for alias in batch.tasks[0].inputs:
+        parts = [np.asarray(task.inputs[alias]) for task in batch.tasks]
+        if params.pad_variable_length_inputs:
+            parts = _pad_to_common_shape(parts, names.get(alias, alias))
+        else:
+            reference = parts[0].shape
+            for part in parts[1:]:
+                if part.shape[1:] != reference[1:]:
+                    name = names.get(alias, alias)
+                    raise StatusError(
+                        Code.FAILED_PRECONDITION,
+                        f"Tensors with name '{name}' from different tasks have different shapes and padding is "
+                        "turned off. Set pad_variable_length_inputs to true, or ensure that all tensors with the "
+                        "same name have equal dimensions starting with the first dim.",
+                    )
+        if padded > batch.size:
+            # TF pads with copies of the last task's first row; the padding rows' outputs are dropped.
+            parts.append(np.repeat(parts[-1][:1], padded - batch.size, axis=0))
+        merged[alias] = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return merged, padded
+
+
+def _pad_to_common_shape(parts: list[np.ndarray], name: str) -> list[np.ndarray]:
+    """TF's AddPadding: pad each tensor's non-batch dims (at the end) to the batch's largest."""
+    ranks = {part.ndim for part in parts}
+    if len(ranks) != 1:
+        raise StatusError(
+            Code.FAILED_PRECONDITION,
+            f"Tensors with name '{name}' from different tasks have different ranks ({sorted(ranks)}); padding "
+            "can only make sizes equal, not ranks.",
+        )
+    if max(ranks) > MAX_PADDED_RANK:
+        raise StatusError(Code.INVALID_ARGUMENT, f"Only tensors with rank from 1 to {MAX_PADDED_RANK} can be padded.")
+    largest = [max(sizes) for sizes in zip(*(part.shape for part in parts))]
+    out = []
+    for part in parts:
+        widths = [(0, 0)] + [(0, want - have) for want, have in zip(largest[1:], part.shape[1:])]
+        if not any(after for _, after in widths):
+            out.append(part)
+            continue
+        if part.size == 0:
+            raise StatusError(Code.INVALID_ARGUMENT, "Got empty tensor in batch of non-empty tensors.")
+        out.append(np.pad(part, widths, mode="constant", constant_values=part.reshape(-1)[0]))
+    return out
 
 
 def _split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int], padded: int) -> list[dict[str, np.ndarray]]:
@@ -433,8 +551,20 @@ class BatchingSession:
     TensorFlow call is shared. Queues are keyed by (servable, signature_name).
     """
 
-    def __init__(self, scheduler: BatchScheduler) -> None:
+    def __init__(self, scheduler: BatchScheduler, *, per_model: bool = False) -> None:
         self.scheduler = scheduler
+        self.per_model = per_model
+
+    def parameters_for(self, servable: Any) -> BatchingParameters | None:
+        """The parameters `servable`'s queues use, or None when its requests are not batched.
+
+        With `--enable_per_model_batching_parameters` only versions whose directory has a
+        `batching_params.pbtxt` are batched (the manager reads it at load time into
+        `servable.batching_parameters`); otherwise every servable uses the global parameters.
+        """
+        if not self.per_model:
+            return self.scheduler.params
+        return getattr(servable, "batching_parameters", None)
 
     async def _submit(self, servable: Any, signature_name: str, feeds: Mapping[str, np.ndarray], timeout: float | None):
         if timeout is not None and timeout <= 0:
@@ -443,7 +573,13 @@ class BatchingSession:
         def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return servable._call(signature_name, merged)
 
-        future = self.scheduler.enqueue((servable, signature_name), run, feeds)
+        def names() -> dict[str, str]:  # only evaluated when the queue is created
+            signature = servable.signature_defs.get(signature_name)
+            return {alias: info.name for alias, info in signature.inputs.items()} if signature is not None else {}
+
+        future = self.scheduler.enqueue(
+            (servable, signature_name), run, feeds, params=self.parameters_for(servable), names=names
+        )
         if timeout is None:
             return await future
         # A timer instead of asyncio.wait_for: no extra Task per request on the loop.
@@ -511,8 +647,12 @@ def batching_session_from_flags(
     *,
     on_queued: QueuingObserver | None = None,
     on_batch: BatchObserver | None = None,
+    per_model: bool = False,
 ) -> BatchingSession | None:
     """The server's BatchingSession for `--enable_batching`/`--batching_parameters_file` (None when off).
+
+    `per_model` is `--enable_per_model_batching_parameters`: then the global file only sizes and
+    names the shared thread pool, and each version's own `batching_params.pbtxt` decides.
 
     Raises:
         StatusError: the file is set without `--enable_batching`, does not parse, or is invalid.
@@ -531,4 +671,20 @@ def batching_session_from_flags(
         params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches, params.num_batch_threads,
         list(params.allowed_batch_sizes), params.thread_pool_name,
     )
-    return BatchingSession(BatchScheduler(params, on_queued=on_queued, on_batch=on_batch))
+    return BatchingSession(BatchScheduler(params, on_queued=on_queued, on_batch=on_batch), per_model=per_model)
+
+
+PER_MODEL_PARAMETERS_FILE = "batching_params.pbtxt"
+
+
+def read_per_model_batching_parameters(version_dir: str | os.PathLike[str]) -> BatchingParameters | None:
+    """`<version_dir>/batching_params.pbtxt` as BatchingParameters, or None when the file is absent.
+
+    Used at load time with `--enable_per_model_batching_parameters`: a version without the file
+    is served unbatched, as TF Serving does.
+
+    Raises:
+        StatusError: the file does not parse or its parameters are invalid (the load fails).
+    """
+    path = os.path.join(os.fspath(version_dir), PER_MODEL_PARAMETERS_FILE)
+    return read_batching_parameters(path) if os.path.isfile(path) else None

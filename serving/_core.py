@@ -130,6 +130,8 @@ class Servable:
         self.path = path
         self.signature_defs = signature_defs
         self._module = module  # keeps variables alive as long as any request holds the servable
+        # Set by the manager with --enable_per_model_batching_parameters (None: not batched).
+        self.batching_parameters: Any = None
         self._functions = dict(module.signatures) if module is not None else {}
         self._flat_args = {name: _flat_argument_names(fn) for name, fn in self._functions.items()}
 
@@ -400,7 +402,7 @@ class ServerCore:
         Validation and texts follow TF Serving's predict_util.cc (spec §3.3): unknown signature
         FAILED_PRECONDITION; input count/alias, output_filter and dtype errors INVALID_ARGUMENT.
         """
-        if self.batching is not None:
+        if self._batches(servable):
             call = self.batching.predict(servable, signature_name, inputs, output_filter, timeout)
         else:
             call = self._run(timeout, run_predict, servable, signature_name, inputs, output_filter)
@@ -420,7 +422,7 @@ class ServerCore:
         `context` (a serialized Example) is prepended to every example, as TF Serving does for
         ExampleListWithContext.
         """
-        if self.batching is not None:
+        if self._batches(servable):
             call = self.batching.classify(servable, signature_name, examples, timeout, context=context)
         else:
             call = self._run(timeout, run_classify, servable, signature_name, examples, context)
@@ -436,11 +438,14 @@ class ServerCore:
         context: bytes = b"",
     ) -> list[float]:
         """Regress serialized tf.Examples; one float per example (spec §1.7)."""
-        if self.batching is not None:
+        if self._batches(servable):
             call = self.batching.regress(servable, signature_name, examples, timeout, context=context)
         else:
             call = self._run(timeout, run_regress, servable, signature_name, examples, context)
         return await self._observed("Regress", servable, call)
+
+    def _batches(self, servable: Servable) -> bool:
+        return self.batching is not None and self.batching.parameters_for(servable) is not None
 
     async def _observed(self, api: str, servable: Servable, call) -> Any:
         observer = self.on_inference

@@ -105,7 +105,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "num_load_threads", "num_unload_threads", "flush_filesystem_caches", "enable_profiler",
         "remove_unused_fields_from_bundle_metagraph", "enable_model_warmup", "num_request_iterations_for_warmup",
         "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
-        "enable_batching", "batching_parameters_file", "monitoring_config_file",
+        "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
+        "monitoring_config_file",
     }
 )
 

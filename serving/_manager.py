@@ -51,6 +51,7 @@ class ManagerOptions:
     load_threads: int = 2
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 0  # 0 -> one replay, as TF Serving
+    per_model_batching: bool = False  # read <version>/batching_params.pbtxt at load time
 
 
 def _servable_id(name: str, version: int) -> str:
@@ -352,6 +353,11 @@ class ModelManager:
 
     def _load_and_warm(self, name: str, version: int, path: str):
         servable = load_servable(name, version, Path(path), tags=self._options.saved_model_tags)
+        if self._options.per_model_batching:
+            from serving._batching import read_per_model_batching_parameters
+
+            # A bad file fails this version's load, as in TF Serving's bundle factory.
+            servable.batching_parameters = read_per_model_batching_parameters(path)
         if self._options.enable_model_warmup:
             from serving._warmup import run_warmup
 

@@ -146,6 +146,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             options.batching_parameters_file,
             on_queued=metrics.observe_queuing if metrics is not None else None,
             on_batch=metrics.observe_batch if metrics is not None else None,
+            per_model=options.enable_per_model_batching_parameters,
         )
     except StatusError as exc:
         return _startup_failure(exc)
@@ -165,6 +166,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             load_threads=max(2, options.num_load_threads),
             enable_model_warmup=options.enable_model_warmup,
             num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
+            per_model_batching=bool(batching is not None and batching.per_model),
         ),
         observer=metrics,
     )

@@ -46,15 +46,13 @@ def batched(tmp_path_factory, half_plus_two_base):
 
 
 def _bodies() -> list[bytes]:
-    # Different sizes (1..3 rows) and shapes ([n] and [n, 2]) so merging, padding and the
-    # separate-batches rule for unequal non-batch shapes are all exercised.
+    # Different sizes (1..3 rows) so merging and allowed_batch_sizes padding are exercised. One
+    # shape only: like TF Serving, a batch whose tasks differ in non-batch shape fails without
+    # pad_variable_length_inputs (tests/integration/test_batching_options.py covers that).
     bodies = []
     for i in range(48):
         rows = i % 3 + 1
-        if i % 4 == 3:
-            instances = [[float(i), float(-r)] for r in range(rows)]
-        else:
-            instances = [float(i) + r / 10 for r in range(rows)]
+        instances = [float(i) + r / 10 for r in range(rows)]
         bodies.append(json.dumps({"instances": instances}).encode())
     bodies.append(b'{"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}, {"x": 4.0}]}')
     return bodies

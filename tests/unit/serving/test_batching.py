@@ -162,24 +162,166 @@ async def test_full_queue_is_unavailable():
     assert Code.UNAVAILABLE.http_status == 503
 
 
-async def test_different_non_batch_shapes_run_in_separate_batches():
+async def _run_behind_a_busy_thread(scheduler, model, gate, arrays, **options):
+    """Hold the only batch thread, queue `arrays` (so they share a batch), then release it."""
+    running = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.zeros((1, 1))}, **options))
+    await asyncio.sleep(0)
+    queued = asyncio.ensure_future(
+        asyncio.gather(*(scheduler.submit("k", model, {"x": a}, **options) for a in arrays), return_exceptions=True)
+    )
+    await asyncio.sleep(0)
+    gate.set()
+    outcome = await queued
+    await running
+    return outcome
+
+
+async def test_different_non_batch_shapes_without_padding_fail_the_batch_as_tf_does():
     gate = threading.Event()
     model = FakeModel(gate=gate)
     scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1))
     try:
-        running = asyncio.ensure_future(scheduler.submit("k", model, {"x": np.zeros((1, 1))}))
-        await asyncio.sleep(0)
-        arrays = [np.ones((1, 2)), np.ones((1, 3)), np.ones((2, 3))]
-        results = asyncio.ensure_future(_submit_all(scheduler, model, arrays))
-        await asyncio.sleep(0)
-        gate.set()
-        outcome = await results
-        await running
+        outcome = await _run_behind_a_busy_thread(
+            scheduler, model, gate, [np.ones((1, 2)), np.ones((1, 3))], names={"x": "x:0"}
+        )
+        # The next batch of equal shapes is fine: the failure did not stick.
+        again = await scheduler.submit("k", model, {"x": np.ones((2, 3))})
     finally:
         scheduler.close()
-    assert [b.shape for b in model.batches] == [(1, 1), (1, 2), (3, 3)]
-    for array, result in zip(arrays, outcome):
-        np.testing.assert_array_equal(result["y"], array * 2)
+    assert all(isinstance(r, StatusError) and r.code is Code.FAILED_PRECONDITION for r in outcome)
+    assert outcome[0].message == (
+        "Tensors with name 'x:0' from different tasks have different shapes and padding is turned off. "
+        "Set pad_variable_length_inputs to true, or ensure that all tensors with the same name have equal "
+        "dimensions starting with the first dim."
+    )
+    assert again["y"].shape == (2, 3)
+
+
+async def test_padding_pads_each_task_with_its_own_first_value_and_keeps_the_padded_shape():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, num_batch_threads=1, pad_variable_length_inputs=True))
+    short = np.array([[7.0, 1.0]])
+    long = np.array([[1.0, 2.0, 3.0, 4.0]])
+    try:
+        outcome = await _run_behind_a_busy_thread(scheduler, model, gate, [short, long])
+    finally:
+        scheduler.close()
+    assert model.batches[1].tolist() == [[7.0, 1.0, 7.0, 7.0], [1.0, 2.0, 3.0, 4.0]]
+    # TF splits outputs along dim 0 only: the short request gets the padded width back.
+    assert outcome[0]["y"].tolist() == [[14.0, 2.0, 14.0, 14.0]]
+    assert outcome[1]["y"].tolist() == [[2.0, 4.0, 6.0, 8.0]]
+
+
+async def test_padding_pads_every_non_batch_dimension():
+    from serving._batching import _pad_to_common_shape
+
+    a, b = np.arange(1, 5).reshape(1, 2, 2), np.full((3, 1, 3), 9)
+    padded = _pad_to_common_shape([a, b], "x")
+    assert [p.shape for p in padded] == [(1, 2, 3), (3, 2, 3)]
+    assert padded[0].tolist() == [[[1, 2, 1], [3, 4, 1]]]
+    assert padded[1][:, 1].tolist() == [[9, 9, 9]] * 3
+
+
+@pytest.mark.parametrize(
+    "parts, code, message",
+    [
+        ([np.zeros((1, 0)), np.ones((1, 2))], Code.INVALID_ARGUMENT, "Got empty tensor in batch of non-empty tensors."),
+        ([np.zeros((1,) * 7)], Code.INVALID_ARGUMENT, "Only tensors with rank from 1 to 6 can be padded."),
+        ([np.zeros((1, 2)), np.zeros((1, 2, 2))], Code.FAILED_PRECONDITION, "different ranks"),
+    ],
+)
+def test_inputs_padding_cannot_merge(parts, code, message):
+    from serving._batching import _pad_to_common_shape
+
+    with pytest.raises(StatusError) as info:
+        _pad_to_common_shape(parts, "x:0")
+    assert info.value.code is code and message in info.value.message
+
+
+async def test_allowed_batch_size_padding_copies_the_last_tasks_first_row():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=8, allowed_batch_sizes=(4, 8), num_batch_threads=1))
+    try:
+        await _run_behind_a_busy_thread(scheduler, model, gate, [np.array([[1.0]]), np.array([[5.0], [6.0]])])
+    finally:
+        scheduler.close()
+    assert model.batches[1].ravel().tolist() == [1.0, 5.0, 6.0, 5.0]
+
+
+async def test_large_batch_splitting_fills_the_open_batch_then_runs_the_rest_and_joins_the_outputs():
+    gate = threading.Event()
+    model = FakeModel(gate=gate)
+    params = BatchingParameters(
+        max_batch_size=16, enable_large_batch_splitting=True, max_execution_batch_size=4, num_batch_threads=1
+    )
+    scheduler = BatchScheduler(params)
+    big = np.arange(10.0).reshape(10, 1)
+    try:
+        outcome = await _run_behind_a_busy_thread(scheduler, model, gate, [np.array([[100.0]]), big])
+    finally:
+        scheduler.close()
+    # The one-row task leaves room for 3 rows of the big one; then 4, then the last 3.
+    assert [b.ravel().tolist() for b in model.batches[1:]] == [[100.0, 0.0, 1.0, 2.0], [3.0, 4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
+    assert outcome[1]["y"].ravel().tolist() == (big * 2).ravel().tolist()
+    assert outcome[0]["y"].ravel().tolist() == [200.0]
+
+
+async def test_large_batch_splitting_still_limits_a_task_to_max_batch_size():
+    params = BatchingParameters(max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=4)
+    scheduler = BatchScheduler(params)
+    try:
+        with pytest.raises(StatusError) as info:
+            await scheduler.submit("k", FakeModel(), {"x": np.zeros((9, 1))})
+        result = await scheduler.submit("k", FakeModel(), {"x": np.ones((8, 1))})
+    finally:
+        scheduler.close()
+    assert info.value.message == "Task size 9 is larger than maximum input batch size 8"
+    assert result["y"].shape == (8, 1)
+
+
+async def test_a_split_task_that_needs_more_batches_than_the_queue_holds_is_unavailable():
+    params = BatchingParameters(
+        max_batch_size=16, enable_large_batch_splitting=True, max_execution_batch_size=2, max_enqueued_batches=3
+    )
+    model = FakeModel()
+    scheduler = BatchScheduler(params)
+    try:
+        with pytest.raises(StatusError) as info:
+            await scheduler.submit("k", model, {"x": np.zeros((8, 1))})  # 4 batches of 2
+    finally:
+        scheduler.close()
+    assert info.value.code is Code.UNAVAILABLE and model.batches == []
+
+
+async def test_a_failing_piece_fails_the_whole_split_task():
+    calls = []
+
+    def fails_second(merged):
+        calls.append(len(merged["x"]))
+        if len(calls) == 2:
+            raise StatusError(Code.INTERNAL, "piece failed")
+        return {"y": merged["x"]}
+
+    params = BatchingParameters(max_batch_size=8, enable_large_batch_splitting=True, max_execution_batch_size=2)
+    scheduler = BatchScheduler(params)
+    try:
+        with pytest.raises(StatusError, match="piece failed"):
+            await scheduler.submit("k", fails_second, {"x": np.zeros((6, 1))})
+    finally:
+        scheduler.close()
+
+
+async def test_queues_can_have_their_own_parameters():
+    model = FakeModel()
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=100, num_batch_threads=1))
+    try:
+        with pytest.raises(StatusError, match="larger than maximum input batch size 2"):
+            await scheduler.submit("small", model, {"x": np.zeros((3, 1))}, params=BatchingParameters(max_batch_size=2))
+        await scheduler.submit("big", model, {"x": np.zeros((3, 1))})
+    finally:
+        scheduler.close()
 
 
 @pytest.mark.parametrize(
@@ -257,17 +399,17 @@ async def test_idle_queues_release_their_key():
         scheduler.close()
 
 
-async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_thread():
+async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_thread(monkeypatch):
     scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
     model = FakeModel()
     try:
-        def bad_merge(batch):
+        def bad_merge(batch, params, names):
             raise ValueError("cannot merge")
 
-        scheduler._merge = bad_merge  # type: ignore[method-assign]
+        monkeypatch.setattr("serving._batching._merge", bad_merge)
         with pytest.raises(ValueError, match="cannot merge"):
             await scheduler.submit("k", model, {"x": np.zeros((1,))})
-        del scheduler._merge
+        monkeypatch.undo()
         result = await scheduler.submit("k", model, {"x": np.ones((1,))})
     finally:
         scheduler.close()
@@ -280,6 +422,8 @@ async def test_deadline_while_queued_is_deadline_exceeded():
     gate = threading.Event()
 
     class Servable:
+        signature_defs: dict = {}
+
         def _call(self, signature_name, merged):
             gate.wait(10)
             return {"y": merged["x"]}
