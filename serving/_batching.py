@@ -580,14 +580,7 @@ class BatchingSession:
         future = self.scheduler.enqueue(
             (servable, signature_name), run, feeds, params=self.parameters_for(servable), names=names
         )
-        if timeout is None:
-            return await future
-        # A timer instead of asyncio.wait_for: no extra Task per request on the loop.
-        timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await _with_deadline(future, timeout)
 
     async def predict(
         self,
@@ -631,9 +624,43 @@ class BatchingSession:
         outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
         return _regressions(outputs, len(serialized))
 
+    async def multi_inference(self, servable: Any, tasks: Sequence[Any], examples: Sequence[bytes],
+                              timeout: float | None = None, *, context: bytes = b""):
+        """Batched `ServerCore.multi_inference`: one queue per set of signatures, as TF's batching
+        session gives each distinct (inputs, outputs) tensor signature its own queue."""
+        from serving._core import (
+            _serialize_examples, multi_inference_results, plan_multi_inference, run_multi_inference_plan,
+        )
+
+        if timeout is not None and timeout <= 0:
+            raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        plan = plan_multi_inference(servable, tasks)
+        serialized = _serialize_examples(examples, context)
+
+        def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+            return run_multi_inference_plan(servable, plan, list(merged["inputs"]))
+
+        future = self.scheduler.enqueue(
+            (servable, ("multi_inference",) + plan), run, {"inputs": np.array(serialized, dtype=object)},
+            params=self.parameters_for(servable),
+        )
+        outputs = await _with_deadline(future, timeout)
+        return multi_inference_results(plan, outputs, len(serialized))
+
     def close(self) -> None:
         """Stop the scheduler's batch threads."""
         self.scheduler.close()
+
+
+async def _with_deadline(future: asyncio.Future, timeout: float | None) -> Any:
+    if timeout is None:
+        return await future
+    # A timer instead of asyncio.wait_for: no extra Task per request on the loop.
+    timer = asyncio.get_running_loop().call_later(timeout, _expire, future)
+    try:
+        return await future
+    finally:
+        timer.cancel()
 
 
 def _expire(future: asyncio.Future) -> None:

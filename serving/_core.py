@@ -480,6 +480,8 @@ class ServerCore:
         Returns one result per task, in order: Classifications for classify tasks, a list of
         floats for regress tasks. Validation texts follow multi_inference.cc (spec §3.3).
         """
+        if self._batches(servable):
+            return await self.batching.multi_inference(servable, tasks, examples, timeout, context=context)
         return await self._run(timeout, run_multi_inference, servable, tasks, examples, context)
 
     def close(self) -> None:
@@ -521,6 +523,16 @@ def run_multi_inference(
     servable: Servable, tasks: Sequence[InferenceTask], examples: Sequence[bytes], context: bytes = b""
 ) -> list[Classifications | list[float]]:
     """Blocking MultiInference (see ServerCore.multi_inference)."""
+    plan = plan_multi_inference(servable, tasks)
+    serialized = _serialize_examples(examples, context)
+    return multi_inference_results(plan, run_multi_inference_plan(servable, plan, serialized), len(serialized))
+
+
+MultiInferencePlan = tuple[tuple[str, str], ...]  # (signature_name, method_name) per task
+
+
+def plan_multi_inference(servable: Servable, tasks: Sequence[InferenceTask]) -> MultiInferencePlan:
+    """Validate a MultiInference request (multi_inference.cc's rules and texts); the signatures to run."""
     model_name = ""
     seen: set[str] = set()
     input_tensor = ""
@@ -551,12 +563,31 @@ def run_multi_inference(
             raise StatusError(Code.INVALID_ARGUMENT, "Input tensor must be the same for all Signatures.")
         input_tensor = name
         plan.append((signature_name, task.method_name))
-    serialized = _serialize_examples(examples, context)
+    return tuple(plan)
+
+
+def run_multi_inference_plan(servable: Servable, plan: MultiInferencePlan, serialized: list[bytes]) -> dict[str, np.ndarray]:
+    """Run every planned signature on the same serialized examples (blocking).
+
+    Outputs are keyed `<task index>/<alias>`, so one merged batch can carry all of them.
+    """
+    outputs: dict[str, np.ndarray] = {}
+    for index, (signature_name, _) in enumerate(plan):
+        for alias, tensor in _call_examples(servable, signature_name, "inputs", serialized).items():
+            outputs[f"{index}/{alias}"] = tensor
+    return outputs
+
+
+def multi_inference_results(
+    plan: MultiInferencePlan, outputs: Mapping[str, np.ndarray], num_examples: int
+) -> list[Classifications | list[float]]:
+    """Per-task results from `run_multi_inference_plan`'s outputs (classifier/regressor post-processing)."""
     results: list[Classifications | list[float]] = []
-    for signature_name, method in plan:
-        outputs = _call_examples(servable, signature_name, "inputs", serialized)
+    for index, (_, method) in enumerate(plan):
+        prefix = f"{index}/"
+        task_outputs = {key[len(prefix):]: value for key, value in outputs.items() if key.startswith(prefix)}
         results.append(
-            _classifications(outputs, len(serialized)) if method == CLASSIFY_METHOD else _regressions(outputs, len(serialized))
+            _classifications(task_outputs, num_examples) if method == CLASSIFY_METHOD else _regressions(task_outputs, num_examples)
         )
     return results
 

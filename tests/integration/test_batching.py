@@ -146,3 +146,36 @@ def test_bad_batching_setup_stops_startup(tmp_path, half_plus_two_base, flags, t
         running.stop()
     assert code == 255
     assert "Failed to start server. Error: " in running.log_text() and message in running.log_text()
+
+
+def test_concurrent_multi_inference_requests_are_batched_and_match_the_unbatched_server(batched, server):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import inference_pb2, prediction_service_pb2_grpc
+
+    def multi_inference(target: str, value: float) -> list[float]:
+        request = inference_pb2.MultiInferenceRequest()
+        task = request.tasks.add()
+        task.model_spec.name = MODEL_NAME
+        task.model_spec.signature_name = "regress_x_to_y"
+        task.method_name = "tensorflow/serving/regress"
+        for x in (value, value + 0.5):
+            example = tf.train.Example()
+            example.features.feature["x"].float_list.value.append(x)
+            request.input.example_list.examples.append(example)
+        with grpc.insecure_channel(target) as channel:
+            (result,) = prediction_service_pb2_grpc.PredictionServiceStub(channel).MultiInference(request, timeout=60).results
+        assert result.model_spec.version.value == 123
+        return [r.value for r in result.regression_result.regressions]
+
+    def runs() -> float:
+        page = httpx.get(f"{batched.rest_url}/monitoring/prometheus/metrics").text
+        return _metric(page, ":tensorflow:serving:batching_session:wrapped_run_count")
+
+    values = [float(v) for v in range(24)]
+    before = runs()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        got = list(pool.map(lambda v: multi_inference(batched.grpc_target, v), values))
+        expected = list(pool.map(lambda v: multi_inference(server.grpc_target, v), values))
+    assert got == expected == [[0.5 * v + 2, 0.5 * (v + 0.5) + 2] for v in values]
+    assert runs() - before < len(values)  # requests shared model runs
