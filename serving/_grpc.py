@@ -134,10 +134,43 @@ def tensor_proto_to_ndarray(alias: str, proto) -> np.ndarray:
         elements *= dim.size
     if elements * 16 > _MAX_TENSOR_BYTES and elements * 16 > 4 * proto.ByteSize():
         raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
+    fast = _fast_ndarray(proto, elements)
+    if fast is not None:
+        return fast
     try:
         return tf.make_ndarray(proto)
     except Exception as exc:
         raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}") from exc
+
+
+# DataType enum -> (numpy dtype, typed field) for the common numeric types the fast decoder takes.
+_FAST_DTYPES: dict[int, tuple[np.dtype, str]] = {
+    1: (np.dtype("<f4"), "float_val"), 2: (np.dtype("<f8"), "double_val"), 3: (np.dtype("<i4"), "int_val"),
+    9: (np.dtype("<i8"), "int64_val"), 4: (np.dtype("u1"), "int_val"), 6: (np.dtype("i1"), "int_val"),
+    10: (np.dtype("?"), "bool_val"),
+}
+
+
+def _fast_ndarray(proto, elements: int) -> np.ndarray | None:
+    """The common cases of `tf.make_ndarray` without its Python overhead (None: use TF's).
+
+    Only exact encodings: tensor_content of exactly the right length, or a typed field holding
+    every element. Short fields (TF repeats the last value), strings and rarer types go to TF.
+    """
+    known = _FAST_DTYPES.get(proto.dtype)
+    if known is None:
+        return None
+    dtype, field = known
+    shape = tuple(dim.size for dim in proto.tensor_shape.dim)
+    content = proto.tensor_content
+    if content:
+        if len(content) != elements * dtype.itemsize:
+            return None
+        return np.frombuffer(content, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=True)
+    values = getattr(proto, field)
+    if len(values) != elements or elements == 0:
+        return None
+    return np.array(values, dtype=dtype).reshape(shape)
 
 
 # numpy dtype -> (DataType enum, TensorProto field, how to turn the flat array into field values).
