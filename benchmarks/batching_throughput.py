@@ -9,8 +9,12 @@ REST and gRPC, one embedded server per setting:
 Prints throughput and p50/p99 per scenario, the issue-5 target checks (on >= 0.75x floor and
 >= 2x off), and the 1-minute load average (the machine is shared).
 
+With --null-model the same three measurements run against benchmarks/null_model_server.py (the
+embedded server with a zero-cost model): the best ratio this request path allows for any model.
+
 Usage:
   .venv/bin/python benchmarks/batching_throughput.py [--model-base-path /abs/models/digits] [--duration 5]
+  .venv/bin/python benchmarks/batching_throughput.py --null-model
 Without --model-base-path it uses ./models/digits, training it first (`tfstack train`) if absent.
 This is a thin driver over `tfstack bench`, so the same numbers come from:
   tfstack bench --model-name digits --model-base-path models/digits --batching off,on \\
@@ -58,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--output-dir", type=Path, default=None)
+    parser.add_argument("--null-model", action="store_true",
+                        help="measure the embedded server with a zero-cost model (the request path's ceiling)")
     args = parser.parse_args(argv)
+    if args.null_model:
+        return _null_model(args)
 
     base_path = _ensure_model(args.model_base_path.absolute())
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
@@ -82,6 +90,64 @@ def main(argv: list[str] | None = None) -> int:
         code = subprocess.run(command, cwd=REPO).returncode
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     return code
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _null_model(args: argparse.Namespace) -> int:
+    """Floor and Predict (batching off/on) against null_model_server.py; prints the ratios."""
+    import json
+
+    base_path = _ensure_model(args.model_base_path.absolute())
+    results: dict[str, dict[tuple[str, str], float]] = {}
+    with tempfile.TemporaryDirectory(prefix="null-model-bench-") as workdir:
+        params = Path(workdir) / "batching.config"
+        params.write_text(BATCHING_PARAMETERS)
+        for setting in ("off", "on"):
+            grpc_port, rest_port = _free_port(), _free_port()
+            flags = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={args.model_name}",
+                     f"--model_base_path={base_path}", "--enable_model_warmup=false"]
+            if setting == "on":
+                flags += ["--enable_batching=true", f"--batching_parameters_file={params}"]
+            log = open(Path(workdir) / f"server-{setting}.log", "wb")
+            server = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "null_model_server.py"), *flags],
+                                      stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            try:
+                sys.path.insert(0, str(REPO))
+                from client import ServingClient
+
+                with ServingClient.grpc(f"127.0.0.1:{grpc_port}") as probe:
+                    probe.wait_until_available(args.model_name, timeout=180)
+                out = (args.output_dir / f"null-model-{setting}") if args.output_dir else Path(workdir) / setting
+                command = [
+                    *_tfstack(), "bench", "--model-name", args.model_name, "--model-base-path", str(base_path),
+                    "--rest", f"http://127.0.0.1:{rest_port}", "--grpc", f"127.0.0.1:{grpc_port}",
+                    "--concurrency", str(args.concurrency), "--batch-sizes", "1", "--no-baselines",
+                    "--duration", str(args.duration), "--output-dir", str(out),
+                ]
+                print(f"null model, batching {setting}: $ " + " ".join(command), flush=True)
+                if subprocess.run(command, cwd=REPO).returncode != 0:
+                    return 1
+                for m in json.loads((out / "bench.json").read_text())["measurements"]:
+                    results.setdefault(setting, {})[(m["kind"], m["protocol"])] = m["throughput_rps"]
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+                log.close()
+    print("\nnull model (zero-cost TF call), concurrency", args.concurrency, "batch 1:")
+    for protocol in ("grpc", "rest"):
+        on, off = results["on"][("predict", protocol)], results["off"][("predict", protocol)]
+        floor = results["on"][("floor", protocol)]
+        print(f"  {protocol}: batching on {on:,.0f}/s, off {off:,.0f}/s, floor {floor:,.0f}/s -> "
+              f"on/floor {on / floor:.2f}x, on/off {on / off:.2f}x")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":
