@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.rest_errors import ERROR_CATALOGUE
+
 pytestmark = pytest.mark.slow
 
 M = "/v1/models/half_plus_two"
@@ -165,75 +167,7 @@ def test_ping_route_for_the_transport_floor(port):
 # ----------------------------------------------------------------------------- error catalogue
 
 
-@pytest.mark.parametrize(
-    "method, target, body, status, message",
-    [
-        ("POST", "/v1/models/half:predict", b'{"instances": [1.0]}', 404, "Servable not found for request: Latest(half)"),
-        ("POST", "/v1/models/half:predict", b"{}", 404, "Servable not found for request: Latest(half)"),
-        ("POST", f"{M}/versions/124:predict", b"{}", 404, "Servable not found for request: Specific(half_plus_two, 124)"),
-        ("POST", f"{M}/versions/124:classify", b'{"examples": [{"x": 1.0}]}', 404, "Servable not found for request: Specific(half_plus_two, 124)"),
-        ("POST", "/v1/models/half/labels/l:regress", b'{"examples": [{"x": 1.0}]}', 400, "Unrecognized servable version label: l"),
-        ("GET", "/v1/models/half", b"", 404, "Could not find any versions of model half"),
-        ("GET", f"{M}/versions/124", b"", 404, "Could not find version 124 of model half_plus_two"),
-        ("GET", "/v1/models/half/metadata", b"", 404, "Servable not found for request: Latest(half)"),
-        ("GET", f"{M}/versions/124/metadata", b"", 404, "Servable not found for request: Specific(half_plus_two, 124)"),
-        ("GET", f"{M}/labels/nope/metadata", b"", 400, "Unrecognized servable version label: nope"),
-        ("GET", "/v1/models", b"", 400, "Missing model name in request."),
-        # Body errors beat an unknown model for predict; every body error does for classify/regress.
-        ("POST", "/v1/models/half:predict", b"", 400, "JSON Parse error: The document is empty"),
-        ("POST", "/v1/models/half:predict", b"   ", 400, "JSON Parse error: The document is empty. at offset: 3"),
-        ("POST", "/v1/models/half:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value. at offset: 0"),
-        ("POST", "/v1/models/half:predict", b"[1, 2]", 400, "JSON Value: [1, 2] Is not object"),
-        ("POST", "/v1/models/half:predict", b'{"signature_name": 100}', 400,
-         "JSON Value: {\n    \"signature_name\": 100\n} not formatted correctly. 'signature_name' key must be a string value."),
-        ("POST", "/v1/models/half:classify", b'{"examples": 1}', 400, "Expecting 'examples' value to be an list/array"),
-        ("POST", "/v1/models/half:regress", b'{"signature_name": "x"}', 400, "When method is classify, key 'examples' is expected and was not found"),
-        ("POST", f"{M}:predict", b'{"signature_name": "nope", "instances": [1.0]}', 400, 'Serving signature name: "nope" not found in signature def'),
-        ("POST", f"{M}:predict", b'{"instances": [1.0], "inputs": [1.0]}', 400, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "),
-        ("POST", f"{M}:predict", b'{"signature_name": ""}', 400, "Missing 'inputs' or 'instances' key"),
-        ("POST", f"{M}:predict", b'{"instances": 1.0}', 400, "Expecting 'instances' to be an list/array"),
-        ("POST", f"{M}:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
-        ("POST", f"{M}:predict", b'{"instances": ["x", "y"]}', 400,
-         "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: \"x\" Type: String is not of expected type: float"),
-        ("POST", f"{M}:predict", b'{"inputs": ["x"]}', 400, 'JSON Value: "x" Type: String is not of expected type: float'),
-        ("POST", f"{M}:predict", b'{"instances": [[1,2],[3,4],[5,6,7]]}', 400, "Expecting tensor size: 2 but got: 3"),
-        ("POST", f"{M}:predict", b'{"instances": [[1,2],[3,4],[[5,6]]]}', 400, "Expecting shape [2] but got: [1,2]"),
-        ("POST", f"{M}:predict", b'{"inputs": [[1,2],[3]]}', 400, "Encountered list at unexpected size: 1 at level: 1 expected size: 2"),
-        ("POST", f"{M}:predict", b'{"instances": [{"y": 1.0}]}', 400, "JSON object: does not have named input: y"),
-        ("POST", f"{M}:predict", b'{"inputs": {"y": [1.0]}}', 400, "Missing named input: x in 'inputs' object."),
-        ("POST", f"{M}:predict", b'{"instances": [{"x": 1.0}, [1.0]]}', 400, "Expecting object but got list at item 1 of input list"),
-        ("POST", f"{M}:predict", b'{"instances": [true]}', 400, "Type: True is not of expected type: float"),
-        ("POST", f"{M}:predict", b'{"inputs": [{"b64": "AAAA"}]}', 400, "Type: Object is not of expected type: float"),
-        ("POST", f"{M}:classify", b'{"signature_name": "nope", "examples": [{"x": 1.0}]}', 400, "No signature was found with the name: nope"),
-        ("POST", f"{M}:regress", b'{"examples": [{"x": 1.0}]}', 400, "No regression inputs found in SignatureDef"),
-        ("POST", f"{M}:regress", b'{"signature_name": "regress_x_to_y", "examples": [{"x": 2}]}', 400, "Data types don't match"),
-        ("POST", f"{M}:classify", b'{"examples": [[1]]}', 400, "Example must be JSON object but got JSON Array"),
-        ("POST", f"{M}:classify", b'{"examples": [{"x": null}]}', 400, "Feature: x has element with unexpected JSON type: Null"),
-        ("POST", f"{M}:classify", b'{"examples": [{"names": [10, 10.0]}]}', 400, "Unexpected element type in feature: names expecting type: int64"),
-        ("POST", f"{M}:classify", b'{"examples": [{"x": 18446744073709551615}]}', 400, "Only int64_t is supported."),
-        ("POST", f"{M}:classify", b'{"examples": [{"x": {"b64": "%%%"}}]}', 400, "Unable to base64 decode"),
-        # URL grammar (http_rest_api_handler_test.cc UnsupportedApiCalls) and its quirks.
-        ("GET", "/v1/foo", b"", 400, "Malformed request: GET /v1/foo"),
-        ("POST", "/v1/foo", b"", 400, "Malformed request: POST /v1/foo"),
-        ("GET", "/v1/models/debug/model_name", b"", 400, "Malformed request: GET /v1/models/debug/model_name"),
-        ("POST", "/v1/models", b"", 400, "Malformed request: POST /v1/models"),
-        ("GET", "/v1/models/foo:predict", b"", 400, "Malformed request"),
-        ("GET", "/v1/models/foo/version/50:predict", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/version/50:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/HELLO:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/metadata", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/label/some_label:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/50/labels/some_label:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/some_label:regress", b"", 400, "Malformed request"),
-        ("GET", f"{M}/", b"", 400, "Malformed request"),
-        ("POST", f"{M}:PREDICT", b'{"instances": [1.0]}', 400, f"Malformed request: POST {M}:PREDICT"),
-        ("POST", f"{M}:predict?x=1", b'{"instances": [1.0]}', 400, f"Malformed request: POST {M}:predict?x=1"),
-        ("PUT", f"{M}:predict", b"{}", 400, f"Malformed request: PUT {M}:predict"),
-        ("PATCH", M, b"", 400, f"Malformed request: PATCH {M}"),
-        ("GET", f"{M}?verbose=1", b"", 404, "Could not find any versions of model half_plus_two?verbose=1"),
-        ("POST", "/v1/models/a%2Fb%21:predict", b"{}", 404, "Servable not found for request: Latest(a/b!)"),
-    ],
-)
+@pytest.mark.parametrize("method, target, body, status, message", ERROR_CATALOGUE)
 def test_error_catalogue(port, method, target, body, status, message):
     reply = http(port, method, target, body)
     assert reply.status == status, reply.body

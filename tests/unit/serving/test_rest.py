@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 
 from serving import _rest
 from serving._errors import Code, StatusError
+from tests.support.rest_errors import ERROR_CATALOGUE
 
 
 class Reply:
@@ -110,46 +111,7 @@ async def test_status_and_metadata(server):
     assert "model_version_status" in (await send(server, "GET", f"{M}/METADATA")).json()
 
 
-@pytest.mark.parametrize(
-    "method, target, body, status, message",
-    [
-        ("POST", "/v1/models/missing:predict", b"{}", 404, "Servable not found for request: Latest(missing)"),
-        ("POST", f"{M}/versions/7:predict", b"{}", 404, "Servable not found for request: Specific(half_plus_two, 7)"),
-        ("POST", f"{M}/labels/nope:predict", b"{}", 400, "Unrecognized servable version label: nope"),
-        ("POST", "/v1/models/missing/labels/x:regress", b'{"examples": [{}]}', 400, "Unrecognized servable version label: x"),
-        ("GET", "/v1/models/missing", b"", 404, "Could not find any versions of model missing"),
-        ("GET", f"{M}/versions/7", b"", 404, "Could not find version 7 of model half_plus_two"),
-        ("GET", "/v1/models/missing/metadata", b"", 404, "Servable not found for request: Latest(missing)"),
-        ("GET", "/v1/models", b"", 400, "Missing model name in request."),
-        # A bad body beats the unknown model for predict; for classify any body error does.
-        ("POST", "/v1/models/missing:predict", b"", 400, "JSON Parse error: The document is empty"),
-        ("POST", "/v1/models/missing:predict", b'{"signature_name": 1}', 400, "'signature_name' key must be a string value."),
-        ("POST", "/v1/models/missing:classify", b'{"examples": []}', 400, "'examples' value is an empty array"),
-        ("POST", f"{M}:predict", b'{"signature_name": "nope", "instances": [1.0]}', 400, 'Serving signature name: "nope" not found in signature def'),
-        ("POST", f"{M}:predict", b'{"instances": ["x", "y"]}', 400, "not of expected type: float"),
-        ("POST", f"{M}:predict", b"instances = [1, 2]", 400, "JSON Parse error: Invalid value. at offset: 0"),
-        ("POST", f"{M}:classify", b'{"signature_name": "nope", "examples": [{"x": 1.0}]}', 400, "No signature was found with the name: nope"),
-        ("POST", f"{M}:regress", b'{"examples": [{"x": 1.0}]}', 400, "No regression inputs found in SignatureDef"),
-        ("POST", f"{M}:regress", b'{"signature_name": "regress_x_to_y", "examples": [{"x": 2}]}', 400, "Data types don't match"),
-        ("GET", "/v1/foo", b"", 400, "Malformed request: GET /v1/foo"),
-        ("POST", "/v1/foo", b"", 400, "Malformed request: POST /v1/foo"),
-        ("GET", "/v1/models/debug/model_name", b"", 400, "Malformed request"),
-        ("POST", "/v1/models", b"", 400, "Malformed request"),
-        ("GET", "/v1/models/foo:predict", b"", 400, "Malformed request"),
-        ("GET", "/v1/models/foo/version/50:predict", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/version/50:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/HELLO:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/metadata", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/label/some_label:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/50/labels/some_label:regress", b"", 400, "Malformed request"),
-        ("POST", "/v1/models/foo/versions/some_label:regress", b"", 400, "Malformed request"),
-        ("POST", f"{M}:PREDICT", b"{}", 400, f"Malformed request: POST {M}:PREDICT"),
-        ("POST", f"{M}:predict?x=1", b"{}", 400, f"Malformed request: POST {M}:predict?x=1"),
-        ("PUT", f"{M}:predict", b"{}", 400, f"Malformed request: PUT {M}:predict"),
-        ("DELETE", M, b"", 400, f"Malformed request: DELETE {M}"),
-        ("GET", f"{M}?x=1", b"", 404, "Could not find any versions of model half_plus_two?x=1"),
-    ],
-)
+@pytest.mark.parametrize("method, target, body, status, message", ERROR_CATALOGUE)
 async def test_error_catalogue(server, method, target, body, status, message):
     reply = await send(server, method, target, body)
     assert reply.status == status, reply.body
