@@ -103,9 +103,10 @@ def test_bad_changes_leave_the_previous_state_serving(tmp_path: Path):
         assert "not currently available for inference" in info.value.details()
         _serves_version_one(client)
 
-        # A new model whose base path does not exist. TF Serving's reload RPC then waits for the model
-        # until the caller's deadline; ours answers at once. Either way the poller logs TF Serving's
-        # error for it, and "good" keeps serving.
+        # A new model whose base path does not exist, while the config file is also polled: the
+        # poller logs TF Serving's error, then restores the file's config (without the model),
+        # which ends the RPC's wait here. (TF Serving's RPC would keep waiting until the deadline;
+        # without a config poller both wait, see the next test.) "good" keeps serving.
         missing = (
             "model_config_list {"
             f" config {{ name: 'good' base_path: '{base}' model_platform: 'tensorflow' }}"
@@ -114,4 +115,28 @@ def test_bad_changes_leave_the_previous_state_serving(tmp_path: Path):
         assert _reload(server.grpc_target, missing, timeout=20).status.error_code == 0
         server.wait_for_log(f"Could not find base path {tmp_path / 'nowhere'} for servable ghost")
         _serves_version_one(client)
+        client.close()
+
+
+def test_reload_adding_a_model_without_a_base_path_waits_like_tf_serving(tmp_path: Path):
+    # TF Serving's HandleReloadConfigRequest blocks until the new models are AVAILABLE or failed;
+    # a model that has no base path yet never is, so the caller's deadline ends the call.
+    base = tmp_path / "good"
+    build_half_plus(base / "1", b=2.0)
+    missing = (
+        "model_config_list {"
+        f" config {{ name: 'good' base_path: '{base}' model_platform: 'tensorflow' }}"
+        f" config {{ name: 'ghost' base_path: '{tmp_path / 'later'}' model_platform: 'tensorflow' }} }}"
+    )
+    with start_server(tmp_path, model_name="good", model_base_path=base) as server:
+        with pytest.raises(grpc.RpcError) as info:
+            _reload(server.grpc_target, missing, timeout=3)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        server.wait_for_log(f"Could not find base path {tmp_path / 'later'} for servable ghost")
+        client = ServingClient.grpc(server.grpc_target)
+        _serves_version_one(client)
+        # Once the directory appears, the model loads: the reload took effect.
+        build_half_plus(tmp_path / "staging" / "1", b=2.0)
+        (tmp_path / "staging").rename(tmp_path / "later")
+        assert client.wait_until_available("ghost", timeout=120) == 1
         client.close()
