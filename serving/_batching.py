@@ -647,6 +647,23 @@ class BatchingSession:
         outputs = await _with_deadline(future, timeout)
         return multi_inference_results(plan, outputs, len(serialized))
 
+    def warmup_runner(self, loop: asyncio.AbstractEventLoop):
+        """A blocking `_warmup.Runner` for loader threads: each record goes through this session on `loop`."""
+
+        def run(api: str, servable: Any, *args: Any) -> Any:
+            if api == "predict":
+                signature_name, inputs, output_filter = args
+                call = self.predict(servable, signature_name, inputs, output_filter)
+            elif api == "multi_inference":
+                tasks, examples, context = args
+                call = self.multi_inference(servable, tasks, examples, context=context)
+            else:  # classify / regress
+                signature_name, examples, context = args
+                call = getattr(self, api)(servable, signature_name, examples, context=context)
+            return asyncio.run_coroutine_threadsafe(call, loop).result()
+
+        return run
+
     def close(self) -> None:
         """Stop the scheduler's batch threads."""
         self.scheduler.close()

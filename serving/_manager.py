@@ -317,7 +317,9 @@ class ModelManager:
                     logger.info("Retrying load on servable version %s retry: %d", sid, attempt)
                 started = time.perf_counter()
                 try:
-                    servable = await loop.run_in_executor(self._load_executor, self._load_and_warm, name, version, path)
+                    servable = await loop.run_in_executor(
+                        self._load_executor, self._load_and_warm, name, version, path, loop
+                    )
                 except StatusError as exc:
                     error = exc
                 except Exception as exc:  # a loader bug must not kill the manager; report it on the version
@@ -351,7 +353,7 @@ class ModelManager:
             else:
                 self._notify()
 
-    def _load_and_warm(self, name: str, version: int, path: str):
+    def _load_and_warm(self, name: str, version: int, path: str, loop: asyncio.AbstractEventLoop):
         servable = load_servable(name, version, Path(path), tags=self._options.saved_model_tags)
         if self._options.per_model_batching:
             from serving._batching import read_per_model_batching_parameters
@@ -363,7 +365,13 @@ class ModelManager:
 
             started = time.perf_counter()
             try:
-                records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
+                batching = getattr(self._core, "batching", None)
+                if batching is not None and batching.parameters_for(servable) is not None:
+                    # TF Serving warms up through the batching session: its rules apply here too.
+                    records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup,
+                                         runner=batching.warmup_runner(loop))
+                else:
+                    records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
             except StatusError as exc:
                 self._observe("warmup", path, exc.code, time.perf_counter() - started, 0)
                 raise

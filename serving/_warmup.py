@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from serving._core import (
     InferenceTask,
@@ -60,8 +62,23 @@ def read_warmup_records(path: Path) -> list:
     return logs
 
 
-def run_warmup(servable: Servable, *, iterations: int = 1) -> int:
+# How a replayed request runs: (api, servable, signature_name, payload, extra) -> result, where api
+# is "predict" | "classify" | "regress" | "multi_inference" (see `_replay`). Blocking.
+Runner = Callable[..., Any]
+
+
+def run_directly(api: str, servable: Servable, *args: Any) -> Any:
+    """The default runner: the blocking run_* entry points, in the calling (loader) thread."""
+    functions = {"predict": run_predict, "classify": run_classify, "regress": run_regress,
+                 "multi_inference": run_multi_inference}
+    return functions[api](servable, *args)
+
+
+def run_warmup(servable: Servable, *, iterations: int = 1, runner: Runner = run_directly) -> int:
     """Replay the version's warmup records `iterations` times; returns how many records were read.
+
+    `runner` lets the server send the records through its batch scheduler, as TF Serving's warmup
+    goes through the batching session (so batching's rules and padding apply to warmup too).
 
     Raises:
         StatusError: the file is malformed, holds an unsupported log type, or a request fails.
@@ -74,7 +91,7 @@ def run_warmup(servable: Servable, *, iterations: int = 1) -> int:
     logs = read_warmup_records(path)
     for _ in range(max(1, iterations)):
         for log in logs:
-            _replay(servable, log)
+            _replay(servable, log, runner)
     logger.info(
         "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
         "Elapsed time (microseconds): %d.",
@@ -83,7 +100,7 @@ def run_warmup(servable: Servable, *, iterations: int = 1) -> int:
     return len(logs)
 
 
-def _replay(servable: Servable, log) -> None:
+def _replay(servable: Servable, log, runner: Runner) -> None:
     import tensorflow as tf
 
     kind = log.WhichOneof("log_type")
@@ -92,19 +109,19 @@ def _replay(servable: Servable, log) -> None:
     if kind == "predict_log":
         request = log.predict_log.request
         inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
-        run_predict(servable, request.model_spec.signature_name, inputs, list(request.output_filter))
+        runner("predict", servable, request.model_spec.signature_name, inputs, list(request.output_filter))
     elif kind == "classify_log":
         request = log.classify_log.request
-        run_classify(servable, request.model_spec.signature_name, *examples_from_input(request.input))
+        runner("classify", servable, request.model_spec.signature_name, *examples_from_input(request.input))
     elif kind == "regress_log":
         request = log.regress_log.request
-        run_regress(servable, request.model_spec.signature_name, *examples_from_input(request.input))
+        runner("regress", servable, request.model_spec.signature_name, *examples_from_input(request.input))
     elif kind == "multi_inference_log":
         request = log.multi_inference_log.request
         tasks = [
             InferenceTask(model_name=t.model_spec.name, signature_name=t.model_spec.signature_name, method_name=t.method_name)
             for t in request.tasks
         ]
-        run_multi_inference(servable, tasks, *examples_from_input(request.input))
+        runner("multi_inference", servable, tasks, *examples_from_input(request.input))
     else:
         raise StatusError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {_LOG_TYPE_NUMBER.get(kind, kind)}")

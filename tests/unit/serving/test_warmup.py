@@ -132,3 +132,30 @@ async def test_the_manager_reports_load_attempts_and_warmups_to_its_observer(tmp
     assert f':tensorflow:cc:saved_model:load_attempt_count{{model_path="{bad}",status="fail"}} 1' in page
     assert f':tensorflow:serving:model_warmup_records_read{{model_path="{good}",status="OK"}} 5' in page
     assert f'model_warmup_latency_count{{model_path="{bad}",status="INVALID_ARGUMENT"}} 1' in page
+
+
+async def test_with_batching_warmup_goes_through_the_batch_scheduler(tmp_path: Path, half_plus_two_base: Path):
+    # TF Serving warms up through the batching session: the records run as batches, and a record
+    # that batching refuses (here one larger than max_batch_size) fails the version's load.
+    from serving._batching import BatchingParameters, BatchingSession, BatchScheduler
+
+    fits, too_big = tmp_path / "fits" / "1", tmp_path / "too_big" / "1"
+    for target, rows in ((fits, 2), (too_big, 3)):
+        shutil.copytree(half_plus_two_base / "123", target)
+        log = prediction_log_pb2.PredictionLog()
+        log.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0] * rows, dtype=tf.float32))
+        _write(warmup_path(target), [log.SerializeToString(), *(entry.SerializeToString() for entry in _logs()[1:4])])
+    core = ServerCore(inference_threads=1)
+    core.batching = BatchingSession(BatchScheduler(BatchingParameters(max_batch_size=2, num_batch_threads=1)))
+    manager = ModelManager(core, ManagerOptions(file_system_poll_wait_seconds=0, max_num_load_retries=0))
+    try:
+        await manager.apply_config(single_model_config("fits", str(fits.parent)))
+        assert core.batching.scheduler.batches_run == 4  # predict, regress, classify, multi-inference
+        with pytest.raises(StatusError):
+            await manager.apply_config(single_model_config("too_big", str(too_big.parent)))
+        (row,) = core.model_status("too_big")
+        assert row.state is State.END and row.error_message == "Task size 3 is larger than maximum input batch size 2"
+    finally:
+        await manager.close()
+        core.batching.close()
+        core.close()
