@@ -10,6 +10,10 @@ Usage (the same flags as `tfstack serve`):
   .venv/bin/python benchmarks/null_model_server.py --port=8500 --rest_api_port=8501 \\
       --model_name=digits --model_base_path=$PWD/models/digits --enable_model_warmup=false
 Used by `benchmarks/batching_throughput.py --null-model`. Never use it for anything but measuring.
+
+With NULL_MODEL_ON_LOOP=1 (unbatched only) the zero-cost call also runs on the event loop instead
+of the inference pool, which removes the thread hop: something a real model must never do (it
+would block every other request), measured only to see what the hop itself costs.
 """
 
 from __future__ import annotations
@@ -35,10 +39,17 @@ def _zero_outputs(servable, signature_name: str, feeds) -> dict[str, np.ndarray]
 
 
 def main(argv: list[str]) -> int:
+    import os
+
     from serving import _core
     from serving._server import main as serve
 
     _core.Servable._call = _zero_outputs  # type: ignore[method-assign]
+    if os.environ.get("NULL_MODEL_ON_LOOP") == "1":
+        async def on_loop(self, timeout, fn, *args):
+            return fn(*args)
+
+        _core.ServerCore._run = on_loop  # type: ignore[method-assign]
     return serve(argv)
 
 
