@@ -316,18 +316,12 @@ class BatchScheduler:
         limit = qparams.execution_limit if qparams.enable_large_batch_splitting else qparams.max_batch_size
         open_batch = queue.batches[-1] if queue.batches and not queue.batches[-1].closed else None
         room = limit - open_batch.size if open_batch is not None else 0
-        if size <= room:
-            pieces = [size]
-        elif qparams.enable_large_batch_splitting:
+        pieces = [size]
+        if qparams.enable_large_batch_splitting and size > room:
             # TF's eager split: fill the open batch, then whole execution batches, then the rest.
-            pieces = [room] if room > 0 else []
-            left = size - sum(pieces)
-            while left > 0:
-                pieces.append(min(limit, left))
-                left -= pieces[-1]
-        else:
-            pieces = [size]
-        new_batches = len(pieces) - (1 if room > 0 and pieces[0] <= room else 0)
+            first = room or min(limit, size)
+            pieces = [first] + [min(limit, size - start) for start in range(first, size, limit)]
+        new_batches = len(pieces) - (pieces[0] <= room)  # the first piece may still fit the open batch
         if len(queue.batches) + new_batches > qparams.max_enqueued_batches:
             raise StatusError(Code.UNAVAILABLE, QUEUE_FULL_MESSAGE)
         if key not in self._queues:
@@ -559,17 +553,32 @@ class BatchingSession:
         """The parameters `servable`'s queues use, or None when its requests are not batched.
 
         With `--enable_per_model_batching_parameters` only versions whose directory has a
-        `batching_params.pbtxt` are batched (the manager reads it at load time into
+        `batching_params.pbtxt` are batched (`load_parameters` reads it into
         `servable.batching_parameters`); otherwise every servable uses the global parameters.
         """
         if not self.per_model:
             return self.scheduler.params
         return getattr(servable, "batching_parameters", None)
 
-    async def _submit(self, servable: Any, signature_name: str, feeds: Mapping[str, np.ndarray], timeout: float | None):
+    def load_parameters(self, servable: Any) -> None:
+        """At load time, with per-model parameters: read the version's `batching_params.pbtxt`.
+
+        Raises:
+            StatusError: the file does not parse or is invalid; that version's load fails, as in
+                TF Serving's bundle factory.
+        """
+        if self.per_model:
+            servable.batching_parameters = read_per_model_batching_parameters(servable.path)
+
+    async def _enqueue_and_wait(self, servable: Any, key: Any, run, feeds: Mapping[str, np.ndarray],
+                                timeout: float | None, names=None) -> dict[str, np.ndarray]:
+        """Queue `feeds` under `key` with the servable's parameters; wait for this request's outputs."""
         if timeout is not None and timeout <= 0:
             raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        future = self.scheduler.enqueue(key, run, feeds, params=self.parameters_for(servable), names=names)
+        return await _with_deadline(future, timeout)
 
+    async def _submit(self, servable: Any, signature_name: str, feeds: Mapping[str, np.ndarray], timeout: float | None):
         def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return servable._call(signature_name, merged)
 
@@ -577,10 +586,7 @@ class BatchingSession:
             signature = servable.signature_defs.get(signature_name)
             return {alias: info.name for alias, info in signature.inputs.items()} if signature is not None else {}
 
-        future = self.scheduler.enqueue(
-            (servable, signature_name), run, feeds, params=self.parameters_for(servable), names=names
-        )
-        return await _with_deadline(future, timeout)
+        return await self._enqueue_and_wait(servable, (servable, signature_name), run, feeds, timeout, names)
 
     async def predict(
         self,
@@ -601,28 +607,28 @@ class BatchingSession:
     async def classify(self, servable: Any, signature_name: str, examples: Sequence[bytes],
                        timeout: float | None = None, *, context: bytes = b""):
         """Batched `ServerCore.classify`: the serialized examples are the batched input."""
-        from serving._core import (
-            DEFAULT_SIGNATURE, _check_classification_signature, _classifications, _serialize_examples, _signature_for,
-        )
+        from serving._core import _check_classification_signature, _classifications
 
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        _check_classification_signature(_signature_for(servable, signature_name))
-        serialized = _serialize_examples(examples, context)
-        outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
-        return _classifications(outputs, len(serialized))
+        return await self._examples(servable, signature_name, examples, timeout, context,
+                                    _check_classification_signature, _classifications)
 
     async def regress(self, servable: Any, signature_name: str, examples: Sequence[bytes],
                       timeout: float | None = None, *, context: bytes = b""):
         """Batched `ServerCore.regress`."""
-        from serving._core import (
-            DEFAULT_SIGNATURE, _check_regression_signature, _regressions, _serialize_examples, _signature_for,
-        )
+        from serving._core import _check_regression_signature, _regressions
+
+        return await self._examples(servable, signature_name, examples, timeout, context,
+                                    _check_regression_signature, _regressions)
+
+    async def _examples(self, servable: Any, signature_name: str, examples: Sequence[bytes], timeout: float | None,
+                        context: bytes, check: Callable[[Any], None], finish: Callable[[Any, int], Any]):
+        from serving._core import DEFAULT_SIGNATURE, _serialize_examples, _signature_for
 
         signature_name = signature_name or DEFAULT_SIGNATURE
-        _check_regression_signature(_signature_for(servable, signature_name))
+        check(_signature_for(servable, signature_name))
         serialized = _serialize_examples(examples, context)
         outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
-        return _regressions(outputs, len(serialized))
+        return finish(outputs, len(serialized))
 
     async def multi_inference(self, servable: Any, tasks: Sequence[Any], examples: Sequence[bytes],
                               timeout: float | None = None, *, context: bytes = b""):
@@ -632,19 +638,15 @@ class BatchingSession:
             _serialize_examples, multi_inference_results, plan_multi_inference, run_multi_inference_plan,
         )
 
-        if timeout is not None and timeout <= 0:
-            raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
         plan = plan_multi_inference(servable, tasks)
         serialized = _serialize_examples(examples, context)
 
         def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
             return run_multi_inference_plan(servable, plan, list(merged["inputs"]))
 
-        future = self.scheduler.enqueue(
-            (servable, ("multi_inference",) + plan), run, {"inputs": np.array(serialized, dtype=object)},
-            params=self.parameters_for(servable),
+        outputs = await self._enqueue_and_wait(
+            servable, (servable, ("multi_inference",) + plan), run, {"inputs": np.array(serialized, dtype=object)}, timeout
         )
-        outputs = await _with_deadline(future, timeout)
         return multi_inference_results(plan, outputs, len(serialized))
 
     def warmup_runner(self, loop: asyncio.AbstractEventLoop):

@@ -402,7 +402,7 @@ class ServerCore:
         Validation and texts follow TF Serving's predict_util.cc (spec §3.3): unknown signature
         FAILED_PRECONDITION; input count/alias, output_filter and dtype errors INVALID_ARGUMENT.
         """
-        if self._batches(servable):
+        if self.is_batched(servable):
             call = self.batching.predict(servable, signature_name, inputs, output_filter, timeout)
         else:
             call = self._run(timeout, run_predict, servable, signature_name, inputs, output_filter)
@@ -422,7 +422,7 @@ class ServerCore:
         `context` (a serialized Example) is prepended to every example, as TF Serving does for
         ExampleListWithContext.
         """
-        if self._batches(servable):
+        if self.is_batched(servable):
             call = self.batching.classify(servable, signature_name, examples, timeout, context=context)
         else:
             call = self._run(timeout, run_classify, servable, signature_name, examples, context)
@@ -438,13 +438,14 @@ class ServerCore:
         context: bytes = b"",
     ) -> list[float]:
         """Regress serialized tf.Examples; one float per example (spec §1.7)."""
-        if self._batches(servable):
+        if self.is_batched(servable):
             call = self.batching.regress(servable, signature_name, examples, timeout, context=context)
         else:
             call = self._run(timeout, run_regress, servable, signature_name, examples, context)
         return await self._observed("Regress", servable, call)
 
-    def _batches(self, servable: Servable) -> bool:
+    def is_batched(self, servable: Servable) -> bool:
+        """Whether requests for `servable` go through the batch scheduler (warmup included)."""
         return self.batching is not None and self.batching.parameters_for(servable) is not None
 
     async def _observed(self, api: str, servable: Servable, call) -> Any:
@@ -480,7 +481,7 @@ class ServerCore:
         Returns one result per task, in order: Classifications for classify tasks, a list of
         floats for regress tasks. Validation texts follow multi_inference.cc (spec §3.3).
         """
-        if self._batches(servable):
+        if self.is_batched(servable):
             return await self.batching.multi_inference(servable, tasks, examples, timeout, context=context)
         return await self._run(timeout, run_multi_inference, servable, tasks, examples, context)
 

@@ -51,7 +51,6 @@ class ManagerOptions:
     load_threads: int = 2
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 0  # 0 -> one replay, as TF Serving
-    per_model_batching: bool = False  # read <version>/batching_params.pbtxt at load time
 
 
 def _servable_id(name: str, version: int) -> str:
@@ -355,23 +354,16 @@ class ModelManager:
 
     def _load_and_warm(self, name: str, version: int, path: str, loop: asyncio.AbstractEventLoop):
         servable = load_servable(name, version, Path(path), tags=self._options.saved_model_tags)
-        if self._options.per_model_batching:
-            from serving._batching import read_per_model_batching_parameters
-
-            # A bad file fails this version's load, as in TF Serving's bundle factory.
-            servable.batching_parameters = read_per_model_batching_parameters(path)
+        if self._core.batching is not None:
+            self._core.batching.load_parameters(servable)  # per-model batching_params.pbtxt
         if self._options.enable_model_warmup:
-            from serving._warmup import run_warmup
+            from serving._warmup import run_directly, run_warmup
 
             started = time.perf_counter()
             try:
-                batching = getattr(self._core, "batching", None)
-                if batching is not None and batching.parameters_for(servable) is not None:
-                    # TF Serving warms up through the batching session: its rules apply here too.
-                    records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup,
-                                         runner=batching.warmup_runner(loop))
-                else:
-                    records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup)
+                # TF Serving warms up through the batching session: its rules apply here too.
+                runner = self._core.batching.warmup_runner(loop) if self._core.is_batched(servable) else run_directly
+                records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup, runner=runner)
             except StatusError as exc:
                 self._observe("warmup", path, exc.code, time.perf_counter() - started, 0)
                 raise

@@ -166,7 +166,6 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             load_threads=max(2, options.num_load_threads),
             enable_model_warmup=options.enable_model_warmup,
             num_request_iterations_for_warmup=options.num_request_iterations_for_warmup,
-            per_model_batching=bool(batching is not None and batching.per_model),
         ),
         observer=metrics,
     )

@@ -67,11 +67,12 @@ def read_warmup_records(path: Path) -> list:
 Runner = Callable[..., Any]
 
 
+_DIRECT = {"predict": run_predict, "classify": run_classify, "regress": run_regress, "multi_inference": run_multi_inference}
+
+
 def run_directly(api: str, servable: Servable, *args: Any) -> Any:
     """The default runner: the blocking run_* entry points, in the calling (loader) thread."""
-    functions = {"predict": run_predict, "classify": run_classify, "regress": run_regress,
-                 "multi_inference": run_multi_inference}
-    return functions[api](servable, *args)
+    return _DIRECT[api](servable, *args)
 
 
 def run_warmup(servable: Servable, *, iterations: int = 1, runner: Runner = run_directly) -> int:
