@@ -92,54 +92,36 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _null_model(args: argparse.Namespace) -> int:
     """Floor and Predict (batching off/on) against null_model_server.py; prints the ratios."""
     import json
 
+    from serving._harness import EmbeddedBackend, ServeRequest, serve_models
+
     base_path = _ensure_model(args.model_base_path.absolute())
+    backend = EmbeddedBackend(entry=(str(REPO / "benchmarks" / "null_model_server.py"),))
     results: dict[str, dict[tuple[str, str], float]] = {}
     with tempfile.TemporaryDirectory(prefix="null-model-bench-") as workdir:
         params = Path(workdir) / "batching.config"
         params.write_text(BATCHING_PARAMETERS)
         for setting in ("off", "on"):
-            grpc_port, rest_port = _free_port(), _free_port()
-            flags = [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={args.model_name}",
-                     f"--model_base_path={base_path}", "--enable_model_warmup=false"]
+            flags = ("--enable_model_warmup=false",)
             if setting == "on":
-                flags += ["--enable_batching=true", f"--batching_parameters_file={params}"]
-            log = open(Path(workdir) / f"server-{setting}.log", "wb")
-            server = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "null_model_server.py"), *flags],
-                                      stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-            try:
-                sys.path.insert(0, str(REPO))
-                from client import ServingClient
-
-                with ServingClient.grpc(f"127.0.0.1:{grpc_port}") as probe:
-                    probe.wait_until_available(args.model_name, timeout=180)
+                flags += ("--enable_batching=true", f"--batching_parameters_file={params}")
+            request = ServeRequest(models={args.model_name: base_path}, flags=flags, timeout=180)
+            with serve_models(backend, request, workdir=Path(workdir) / f"server-{setting}") as endpoint:
                 out = (args.output_dir / f"null-model-{setting}") if args.output_dir else Path(workdir) / setting
                 command = [
                     *_tfstack(), "bench", "--model-name", args.model_name, "--model-base-path", str(base_path),
-                    "--rest", f"http://127.0.0.1:{rest_port}", "--grpc", f"127.0.0.1:{grpc_port}",
+                    "--rest", endpoint.rest_url, "--grpc", endpoint.grpc_target,
                     "--concurrency", str(args.concurrency), "--batch-sizes", "1", "--no-baselines",
                     "--duration", str(args.duration), "--output-dir", str(out),
                 ]
                 print(f"null model, batching {setting}: $ " + " ".join(command), flush=True)
                 if subprocess.run(command, cwd=REPO).returncode != 0:
                     return 1
-                for m in json.loads((out / "bench.json").read_text())["measurements"]:
-                    results.setdefault(setting, {})[(m["kind"], m["protocol"])] = m["throughput_rps"]
-            finally:
-                server.terminate()
-                server.wait(timeout=60)
-                log.close()
+            for m in json.loads((out / "bench.json").read_text())["measurements"]:
+                results.setdefault(setting, {})[(m["kind"], m["protocol"])] = m["throughput_rps"]
     print("\nnull model (zero-cost TF call), concurrency", args.concurrency, "batch 1:")
     for protocol in ("grpc", "rest"):
         on, off = results["on"][("predict", protocol)], results["off"][("predict", protocol)]

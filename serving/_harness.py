@@ -218,11 +218,14 @@ class EmbeddedBackend:
     Args:
         python: the interpreter that runs `-m tfstack_cli serve` (default: this one).
         env: extra environment variables for the server process.
+        entry: what `python` runs, before the server's flags; another program taking
+            `tfstack serve`'s flags may stand in (benchmarks/null_model_server.py does).
     """
 
     python: str = sys.executable
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     name: str = "embedded"
+    entry: tuple[str, ...] = ("-m", "tfstack_cli", "serve")
 
     def start(self, request: ServeRequest, workdir: Path) -> _EmbeddedProcess:
         workdir = Path(workdir)
@@ -233,7 +236,7 @@ class EmbeddedBackend:
         config = workdir / f"models-{grpc_port}.config"
         config.write_text(request.model_config(), encoding="utf-8")
         command = (
-            self.python, "-m", "tfstack_cli", "serve",
+            self.python, *self.entry,
             f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_config_file={config}",
             *request.flags,
         )
