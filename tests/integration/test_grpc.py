@@ -291,8 +291,14 @@ def test_messages_larger_than_4mb(predictions):
 
 
 def test_deadline_exceeded(predictions):
+    # gRPC keeps deadlines in whole milliseconds, so a tiny request can beat a 1 us deadline (a
+    # fast server, TF Serving included, answers within the millisecond). A million-element
+    # request takes far longer than that to decode, run and encode, so the deadline always wins.
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = MODEL_NAME
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.ones(1_000_000, np.float32)))
     with pytest.raises(grpc.RpcError) as info:
-        predictions.Predict(_predict_request(), timeout=0.000001)
+        predictions.Predict(request, timeout=0.000001)
     assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 
