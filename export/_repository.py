@@ -159,16 +159,26 @@ class ModelRepository:
         *,
         version: int | None = None,
         manifest_updates: Mapping[str, Any] | None = None,
+        sample_inputs: Mapping[str, np.ndarray] | None = None,
+        tags: tuple[str, ...] = ("serve",),
     ) -> PublishedVersion:
         """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
 
-        The copy is staged, fsynced and renamed into place exactly like `publish`, so a server
-        never sees a half-copied version (tensorflow/serving#1086). A tfstack manifest in the
-        source is kept (model name and version updated); otherwise a minimal one with the
-        signatures is written, so `models show` and rollout gates work.
+        The copy is staged, checked the way TF Serving loads it (`check_saved_model`: Session
+        loader, warmup replay, every signature run), fsynced and renamed into place exactly like
+        `publish`, so a server never sees a half-copied version (tensorflow/serving#1086) nor one
+        it cannot load. A tfstack manifest in the source is kept (model name and version
+        updated); otherwise a minimal one with the signatures is written, so `models show` and
+        rollout gates work.
+
+        Args:
+            sample_inputs: raw rows for `serving_default` (input alias -> array); when given they
+                become the version's warmup records and sample_request.json (replacing the source's).
+            tags: the MetaGraph tags TF Serving will load (--saved_model_tags).
 
         Raises:
             RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
+            VerificationError: the copy would not load or serve in TF Serving (one line saying why).
             VersionExistsError: `version` is given and already exists.
         """
         source = Path(source)
@@ -178,7 +188,10 @@ class ModelRepository:
             )
         check_model_name(model_name)
         updates = dict(manifest_updates or {})
-        return self._publish(model_name, version, lambda staging: _stage_copy(source, staging, model_name, updates))
+        return self._publish(
+            model_name, version,
+            lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags)),
+        )
 
     def _publish(
         self, model_name: str, version: int | None, stage: Callable[[Path], Callable[[int, list[str]], dict[str, Any]]]
@@ -190,6 +203,7 @@ class ModelRepository:
         """
         if version is not None:
             version = check_version(version)
+        created_model_dir = not (self.base_path / model_name).exists()
         model_dir = self._prepare_model_dir(model_name)
         if version is not None:
             self._check_free(model_name, version)
@@ -205,11 +219,14 @@ class ModelRepository:
             staging_lock.acquire()
         except OSError as exc:
             raise RepositoryError(f"Cannot write into {model_dir}: {exc}") from exc
+        succeeded = False
         try:
             try:
                 staging.mkdir()
                 build_manifest = stage(staging)
-                return self._commit_staged(model_name, staging, model_dir, version, build_manifest)
+                published = self._commit_staged(model_name, staging, model_dir, version, build_manifest)
+                succeeded = True
+                return published
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -218,6 +235,12 @@ class ModelRepository:
             # delete a lock file that someone else holds.
             Path(staging_lock.lock_file).unlink(missing_ok=True)
             staging_lock.release()
+            if created_model_dir and not succeeded:
+                # A refused first version leaves no empty model directory behind (a server
+                # configured for it would otherwise see a model without versions). rmdir fails,
+                # harmlessly, if another publisher has started using it meanwhile.
+                with contextlib.suppress(OSError):
+                    model_dir.rmdir()
 
     def remove(self, model_name: str, version: int) -> None:
         """Delete one version. It disappears atomically (renamed away first), then is deleted."""
@@ -418,15 +441,28 @@ def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int
 
 
 def _stage_copy(
-    source: Path, staging: Path, model_name: str, updates: dict[str, Any]
+    source: Path,
+    staging: Path,
+    model_name: str,
+    updates: dict[str, Any],
+    *,
+    sample_inputs: Mapping[str, np.ndarray] | None = None,
+    tags: tuple[str, ...] = ("serve",),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
-    """Copy an exported SavedModel into `staging`; return its manifest builder."""
-    from export import _manifest, _signatures
+    """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
+    from export import _manifest, _signatures, _warmup
 
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"Cannot copy {source} into {staging}: {exc}") from exc
+    if sample_inputs is not None:
+        assets = staging / ASSETS_EXTRA
+        assets.mkdir(exist_ok=True)
+        inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
+        _warmup.write_warmup_logs(_warmup.predict_warmup_logs(model_name, inputs), assets / _warmup.WARMUP_FILE)
+        _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+    _verify_saved_model(source, staging, tags)
     try:
         manifest = json.loads((staging / ASSETS_EXTRA / _manifest.MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -443,6 +479,18 @@ def _stage_copy(
         return {**manifest, **updates, "model_name": model_name, "version": version, "files": files}
 
     return build
+
+
+def _verify_saved_model(source: Path, staging: Path, tags: tuple[str, ...]) -> None:
+    """Refuse a copied SavedModel that TF Serving would not load or serve (see export._check)."""
+    from export._check import check_saved_model
+
+    report = check_saved_model(staging, tags=tags)
+    failures = report.failures
+    if failures:
+        more = f" (and {len(failures) - 1} more problem(s))" if len(failures) > 1 else ""
+        reason = failures[0].replace(str(staging), str(source))
+        raise VerificationError(f"{source} would not serve in TF Serving, so it was not published: {reason}{more}")
 
 
 def _is_model_name(name: str) -> bool:

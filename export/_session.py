@@ -67,6 +67,13 @@ class SessionModel:
     def close(self) -> None:
         self._session.close()
 
+    def tensor(self, name: str) -> Any:
+        """The graph's tensor `name` ("op:0"), or None if the graph has no such tensor."""
+        try:
+            return self._graph.get_tensor_by_name(name)
+        except (KeyError, ValueError):
+            return None
+
     def run(self, signature_name: str, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Feed `inputs` (alias -> array) to the signature's tensors by name and fetch every output.
 
@@ -96,9 +103,9 @@ class SessionModel:
 
 
 def describe_tf_error(exc: BaseException) -> str:
-    """One line for a TensorFlow error: the variable/table/op that failed, then TF's own first line."""
+    """One line for a TensorFlow error: the variable/table/op that failed, then TF's own message."""
     message = str(getattr(exc, "message", None) or exc)
-    first = next((line.strip() for line in message.splitlines() if line.strip()), type(exc).__name__)
+    first = _first_meaningful_line(message) or type(exc).__name__
     node = _NODE.search(message)
     op = getattr(exc, "op", None)
     op_name = getattr(op, "name", None) or (node.group(1) if node else None)
@@ -117,6 +124,17 @@ def describe_tf_error(exc: BaseException) -> str:
     if len(first) > 400:
         first = first[:400] + "..."
     return f"{type(exc).__name__}{where}: {first}"
+
+
+def _first_meaningful_line(message: str) -> str:
+    # TF1 session errors open with "Graph execution error:" and a "Detected at node" preamble;
+    # the line that says what went wrong comes after them.
+    for line in message.splitlines():
+        text = line.strip()
+        if not text or text.startswith(("Graph execution error", "Detected at node", "Node:", "[[", "File ", "Original stack trace")):
+            continue
+        return text
+    return ""
 
 
 def _feed_value(value: Any) -> np.ndarray:
