@@ -6,6 +6,7 @@ one input `inputs` (DT_STRING [N] serialized tf.Example) and outputs `classes`+`
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +118,52 @@ def save_saved_model(spec: ExportSpec, path: Path, class_names: tuple[str, ...])
     saved_model_cli) reach every variable handle the signatures use; lookup-table initializers
     end up as control inputs of the `__saved_model_init_op`, which that loader runs after restoring.
     """
+    try:
+        _write_archive(spec, path, class_names, lean=True)
+    except _UntrackedResource:
+        # A resource the walk did not find (a custom layer's): track the whole model, as
+        # keras.Model.export does, at the price of storing each weight twice.
+        for child in Path(path).iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        _write_archive(spec, path, class_names, lean=False)
+    _set_method_names(Path(path))
+
+
+class _UntrackedResource(Exception):
+    pass
+
+
+def _resources(keras_model: Any) -> list[Any]:
+    """The TF resources (lookup tables) reachable from the model's tracked attributes."""
+    from tensorflow.saved_model.experimental import TrackableResource
+
+    return [r for r in tf.train.TrackableView(keras_model).descendants() if isinstance(r, TrackableResource)]
+
+
+def _write_archive(spec: ExportSpec, path: Path, class_names: tuple[str, ...], *, lean: bool) -> None:
     import keras
 
     archive = keras.export.ExportArchive()
-    archive.track(spec.keras_model)
+    if lean:
+        # The variables the signatures read are saved from the traced graphs anyway; only
+        # resources (lookup tables) must be tracked explicitly. track(model) would also list
+        # every weight again, and TF would store both copies in variables.data.
+        try:
+            resources = _resources(spec.keras_model)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise _UntrackedResource(str(exc)) from exc
+        for resource in resources:
+            archive.track(resource)
+    else:
+        archive.track(spec.keras_model)
     for name, (function, input_signature) in _signature_functions(spec, class_names).items():
         archive.add_endpoint(name, function, input_signature=input_signature)
-    archive.write_out(str(path), verbose=False)
-    _set_method_names(Path(path))
+    try:
+        archive.write_out(str(path), verbose=False)
+    except (ValueError, AssertionError) as exc:
+        if lean and "untracked" in str(exc).lower():
+            raise _UntrackedResource(str(exc)) from exc
+        raise
 
 
 def _set_method_names(path: Path) -> None:

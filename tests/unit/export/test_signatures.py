@@ -144,3 +144,35 @@ def test_every_signature_runs_by_tensor_name_in_a_tf1_session_like_tf_serving(pu
             np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5, rtol=1e-5)
             assert [b.decode() for b in served["class_label"]] == [spec.class_names[i] for i in expected.argmax(axis=1)]
             np.testing.assert_allclose(model.run("classify", {"inputs": examples})["scores"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_each_weight_is_stored_once_and_no_optimizer_state(published):
+    """keras.Model.export would list every weight twice (the tracked model and the traced graphs);
+    TF Serving then restores both copies. The optimizer is never part of a serving export."""
+    import tensorflow as tf
+
+    keys = [name for name, _ in tf.train.list_variables(str(published["classification"].path / "variables" / "variables"))]
+    weights = [k for k in keys if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+
+    assert len(weights) == len(build_spec("classification").keras_model.weights)
+    assert not [k for k in keys if "optimizer" in k.lower()]
+
+
+def test_a_resource_the_walk_misses_falls_back_to_tracking_the_whole_model(tmp_path, monkeypatch, test_rows):
+    """If a lookup table is not found by the walk, saving reports an untracked resource; the export
+    then tracks the whole model (as keras.Model.export does) and still serves under a Session."""
+    import export
+    from export import _signatures
+    from export._session import SessionModel
+
+    monkeypatch.setattr(_signatures, "_resources", lambda model: [])
+    inputs = test_rows("mixed")
+    published = export.publish(build_spec("mixed"), tmp_path)
+
+    with SessionModel(published.path) as model:
+        served = model.run("serving_default", inputs)
+    np.testing.assert_allclose(served["probabilities"], _keras("mixed", inputs), atol=1e-5, rtol=1e-5)
+    import tensorflow as tf
+
+    stored = [n for n, _ in tf.train.list_variables(str(published.path / "variables" / "variables"))]
+    assert len(stored) - 1 > len(build_spec("mixed").keras_model.weights), "the fallback tracks the whole model"
