@@ -380,9 +380,6 @@ class _CannotSynthesise(Exception):
     pass
 
 
-_DT_STRING = 7  # types_pb2.DT_STRING
-
-
 def _synthetic_shape(shape_proto: Any) -> tuple[int, ...]:
     if shape_proto.unknown_rank:
         return (_SYNTH_BATCH,)

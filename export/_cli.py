@@ -163,7 +163,7 @@ def _print_report(report: Any, failures: list[str]) -> None:
     kind = "TF Lite model" if report.format == "tflite" else f"SavedModel, tags {','.join(report.tags)}"
     click.echo(f"Checking {report.path} ({kind}) the way TF Serving loads it")
     if report.load_error:
-        click.echo(f"  load: FAILED")
+        click.echo("  load: FAILED")
     else:
         click.echo(f"  load: ok ({report.load_seconds:.2f}s)")
     if report.warmup or report.warmup_error:

@@ -252,3 +252,36 @@ def test_bad_arguments_exit_2(args, message):
 
     assert result.exit_code == 2
     assert message in result.output
+
+
+def _sparse_input_model(path: Path) -> Path:
+    """A TF1 SavedModel whose only signature takes a SparseTensor (COO encoding): Predict feeds
+    and fetches dense tensors by name only (predict_util.cc), so it cannot be exercised."""
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as session:
+        sparse = v1.sparse_placeholder(tf.float32, name="ids")
+        total = tf.identity(tf.sparse.reduce_sum(sparse), name="total")
+        info = v1.saved_model.utils.build_tensor_info
+        signature = v1.saved_model.signature_def_utils.build_signature_def(
+            {"ids": info(sparse)}, {"total": info(total)}, "tensorflow/serving/predict"
+        )
+        builder = v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+        builder.save()
+    return path
+
+
+def test_a_signature_that_cannot_be_exercised_is_said_so_and_fails_only_with_strict(tmp_path):
+    version = _sparse_input_model(tmp_path / "1")
+
+    relaxed = _check(str(version))
+    strict = _check(str(version), "--strict")
+
+    assert relaxed.exit_code == 0, relaxed.output
+    assert "NOT EXERCISED" in relaxed.output and "sparse/composite" in relaxed.output
+    assert "1 not exercised (see above), so not proven" in relaxed.output
+    assert strict.exit_code == 1
+    assert "FAILED: signature 'serving_default' was not exercised" in strict.output
