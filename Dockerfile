@@ -6,5 +6,8 @@ COPY training ./training
 COPY export ./export
 COPY serving ./serving
 COPY client ./client
-RUN pip install --no-cache-dir '.[full]'
+# The TensorFlow that exports must be the serving image's minor (tensorflow/serving:2.21.0 in
+# docker-compose.yml and deploy/k8s); pyproject pins the same (a unit test keeps them equal).
+ARG TENSORFLOW_VERSION=2.21
+RUN pip install --no-cache-dir '.[full]' "tensorflow==${TENSORFLOW_VERSION}.*"
 ENTRYPOINT ["tfstack"]

@@ -1,7 +1,9 @@
 """Export Keras models as TF Serving SavedModels into a versioned, atomically published repository.
 
-Layout: `<base_path>/<model_name>/<version>/` (a SavedModel with `serving_default` plus `classify`
-or `regress`, and `assets.extra/` with warmup records, manifest.json, sample_request.json and
+Every version is checked the way `tensorflow_model_server` loads it (a TF1-style Session: restore
+op, init op, signatures run by tensor name) before it appears. Layout:
+`<base_path>/<model_name>/<version>/` (a SavedModel with `serving_default` plus `classify` or
+`regress`, and `assets.extra/` with warmup records, manifest.json, sample_request.json and
 plots). Beside the versions only hidden names appear (`.staging-<id>`, `.publish.lock`), which
 TF Serving ignores. A model name is one path component of letters, digits, `_`, `.`, `-`, not
 starting with `.` or `-` and not purely numeric (so it can never be mistaken for a version).
@@ -13,6 +15,10 @@ Example:
     ...                          class_names=tuple("0123456789"), sample_inputs={"pixels": x_test[:8]})
     >>> export.publish(spec, "./models").version
     1
+    >>> export.export_model("my_model.keras", "./models", model_name="mine", sample="rows.csv").version
+    1
+    >>> export.check_saved_model("./models/digits/1").ok   # loads and runs as TF Serving would
+    True
 """
 
 from export._errors import (
@@ -23,10 +29,13 @@ from export._errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
+from export._check import CheckReport, SignatureCheck, check_saved_model
+from export._external import export_model
 from export._repository import ModelRepository, publish
 from export._spec import ExportSpec, FeatureSpec, PublishedVersion
 
 __all__ = [
+    "CheckReport",
     "CorruptVersionError",
     "ExportError",
     "ExportSpec",
@@ -34,8 +43,11 @@ __all__ = [
     "ModelRepository",
     "PublishedVersion",
     "RepositoryError",
+    "SignatureCheck",
     "VerificationError",
     "VersionExistsError",
     "VersionNotFoundError",
+    "check_saved_model",
+    "export_model",
     "publish",
 ]

@@ -159,16 +159,26 @@ class ModelRepository:
         *,
         version: int | None = None,
         manifest_updates: Mapping[str, Any] | None = None,
+        sample_inputs: Mapping[str, np.ndarray] | None = None,
+        tags: tuple[str, ...] = ("serve",),
     ) -> PublishedVersion:
         """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
 
-        The copy is staged, fsynced and renamed into place exactly like `publish`, so a server
-        never sees a half-copied version (tensorflow/serving#1086). A tfstack manifest in the
-        source is kept (model name and version updated); otherwise a minimal one with the
-        signatures is written, so `models show` and rollout gates work.
+        The copy is staged, checked the way TF Serving loads it (`check_saved_model`: Session
+        loader, warmup replay, every signature run), fsynced and renamed into place exactly like
+        `publish`, so a server never sees a half-copied version (tensorflow/serving#1086) nor one
+        it cannot load. A tfstack manifest in the source is kept (model name and version
+        updated); otherwise a minimal one with the signatures is written, so `models show` and
+        rollout gates work.
+
+        Args:
+            sample_inputs: raw rows for `serving_default` (input alias -> array); when given they
+                become the version's warmup records and sample_request.json (replacing the source's).
+            tags: the MetaGraph tags TF Serving will load (--saved_model_tags).
 
         Raises:
             RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
+            VerificationError: the copy would not load or serve in TF Serving (one line saying why).
             VersionExistsError: `version` is given and already exists.
         """
         source = Path(source)
@@ -178,7 +188,10 @@ class ModelRepository:
             )
         check_model_name(model_name)
         updates = dict(manifest_updates or {})
-        return self._publish(model_name, version, lambda staging: _stage_copy(source, staging, model_name, updates))
+        return self._publish(
+            model_name, version,
+            lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags)),
+        )
 
     def _publish(
         self, model_name: str, version: int | None, stage: Callable[[Path], Callable[[int, list[str]], dict[str, Any]]]
@@ -190,6 +203,7 @@ class ModelRepository:
         """
         if version is not None:
             version = check_version(version)
+        created_model_dir = not (self.base_path / model_name).exists()
         model_dir = self._prepare_model_dir(model_name)
         if version is not None:
             self._check_free(model_name, version)
@@ -205,11 +219,14 @@ class ModelRepository:
             staging_lock.acquire()
         except OSError as exc:
             raise RepositoryError(f"Cannot write into {model_dir}: {exc}") from exc
+        succeeded = False
         try:
             try:
                 staging.mkdir()
                 build_manifest = stage(staging)
-                return self._commit_staged(model_name, staging, model_dir, version, build_manifest)
+                published = self._commit_staged(model_name, staging, model_dir, version, build_manifest)
+                succeeded = True
+                return published
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
@@ -218,6 +235,12 @@ class ModelRepository:
             # delete a lock file that someone else holds.
             Path(staging_lock.lock_file).unlink(missing_ok=True)
             staging_lock.release()
+            if created_model_dir and not succeeded:
+                # A refused first version leaves no empty model directory behind (a server
+                # configured for it would otherwise see a model without versions). rmdir fails,
+                # harmlessly, if another publisher has started using it meanwhile.
+                with contextlib.suppress(OSError):
+                    model_dir.rmdir()
 
     def remove(self, model_name: str, version: int) -> None:
         """Delete one version. It disappears atomically (renamed away first), then is deleted."""
@@ -418,15 +441,28 @@ def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int
 
 
 def _stage_copy(
-    source: Path, staging: Path, model_name: str, updates: dict[str, Any]
+    source: Path,
+    staging: Path,
+    model_name: str,
+    updates: dict[str, Any],
+    *,
+    sample_inputs: Mapping[str, np.ndarray] | None = None,
+    tags: tuple[str, ...] = ("serve",),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
-    """Copy an exported SavedModel into `staging`; return its manifest builder."""
-    from export import _manifest, _signatures
+    """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
+    from export import _manifest, _signatures, _warmup
 
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"Cannot copy {source} into {staging}: {exc}") from exc
+    if sample_inputs is not None:
+        assets = staging / ASSETS_EXTRA
+        assets.mkdir(exist_ok=True)
+        inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
+        _warmup.write_warmup_logs(_warmup.predict_warmup_logs(model_name, inputs), assets / _warmup.WARMUP_FILE)
+        _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+    _verify_saved_model(source, staging, tags)
     try:
         manifest = json.loads((staging / ASSETS_EXTRA / _manifest.MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -445,6 +481,18 @@ def _stage_copy(
     return build
 
 
+def _verify_saved_model(source: Path, staging: Path, tags: tuple[str, ...]) -> None:
+    """Refuse a copied SavedModel that TF Serving would not load or serve (see export._check)."""
+    from export._check import check_saved_model
+
+    report = check_saved_model(staging, tags=tags)
+    failures = report.failures
+    if failures:
+        more = f" (and {len(failures) - 1} more problem(s))" if len(failures) > 1 else ""
+        reason = failures[0].replace(str(staging), str(source))
+        raise VerificationError(f"{source} would not serve in TF Serving, so it was not published: {reason}{more}")
+
+
 def _is_model_name(name: str) -> bool:
     try:
         check_model_name(name)
@@ -454,42 +502,79 @@ def _is_model_name(name: str) -> bool:
 
 
 def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
-    """Reload the SavedModel from disk and check it against the in-memory Keras model."""
-    import tensorflow as tf
+    """Load the staged SavedModel as TF Serving does and check every signature against Keras.
 
-    from export import _signatures
+    The Session loader (restore op, init op, Session.run on the SignatureDef's tensor names) is
+    what `tensorflow_model_server` uses; TF2's object loader would hide a restore that misses
+    the handles the signatures read. serving_default runs on the raw sample rows,
+    classify/regress on tf.Examples serialized from the same rows; all must match the in-memory
+    Keras model to VERIFY_TOLERANCE. Raises VerificationError (one line naming the signature).
+    """
+    from export import _session, _signatures
 
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        raise VerificationError(f"The exported SavedModel at {path} does not load: {exc}") from exc
-    expected = set(_signatures.signature_names(spec.task))
-    missing = expected - set(loaded.signatures.keys())
-    if missing:
-        raise VerificationError(
-            f"The exported SavedModel lacks signatures {sorted(missing)}. Received: {sorted(loaded.signatures.keys())}"
-        )
+    expected = _signatures.signature_names(spec.task)
     inputs = _signatures.sample_tensors(spec)
     reference = np.asarray(spec.keras_model(dict(inputs)), dtype=np.float32)
-    outputs = loaded.signatures[_signatures.SERVING_DEFAULT](**inputs)
-    examples = tf.constant(_signatures.serialize_examples(spec.features, spec.sample_inputs))
-    if spec.task == "classification":
-        served = outputs["probabilities"].numpy()
-        by_example = loaded.signatures[_signatures.CLASSIFY](inputs=examples)["scores"].numpy()
-    else:
+    if spec.task == "regression":
         reference = reference.reshape(-1)
-        served = outputs["prediction"].numpy()
-        by_example = loaded.signatures[_signatures.REGRESS](inputs=examples)["outputs"].numpy()
-    for name, values in (("serving_default", served), ("tf.Example", by_example)):
-        if values.shape != reference.shape or not np.allclose(
-            values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE, equal_nan=True
-        ):
-            diff = np.max(np.abs(values - reference)) if values.shape == reference.shape else "shape mismatch"
+    examples = np.array(_signatures.serialize_examples(spec.features, spec.sample_inputs), dtype=object)
+    with _session.SessionModel(path) as model:
+        missing = [name for name in expected if name not in model.signature_defs]
+        if missing:
             raise VerificationError(
-                f"The reloaded SavedModel's {name} predictions differ from the Keras model "
-                f"(max abs difference {diff}, shapes {list(values.shape)} vs {list(reference.shape)}; "
-                f"tolerance {VERIFY_TOLERANCE})."
+                f"The exported SavedModel lacks signatures {missing}. Received: {sorted(model.signature_defs)}"
             )
+        for name in expected:
+            method = model.signature_defs[name].method_name
+            if method != _signatures.METHOD_NAMES[name]:
+                raise VerificationError(
+                    f"Signature {name!r} has method_name {method!r}; TF Serving with "
+                    f"--enable_signature_method_name_check needs {_signatures.METHOD_NAMES[name]!r}."
+                )
+        served = model.run(_signatures.SERVING_DEFAULT, dict(spec.sample_inputs))
+        if spec.task == "classification":
+            _compare(_signatures.SERVING_DEFAULT, "probabilities", served.get("probabilities"), reference)
+            _check_classes(served, class_names)
+            by_example = model.run(_signatures.CLASSIFY, {_signatures.EXAMPLES_INPUT: examples})
+            _compare(_signatures.CLASSIFY, "scores", by_example.get("scores"), reference)
+            classes = by_example.get("classes")
+            wanted = np.array([[c.encode() for c in class_names]] * reference.shape[0], dtype=object)
+            if classes is None or classes.shape != wanted.shape or not (classes == wanted).all():
+                raise VerificationError(
+                    f"Signature 'classify' output 'classes' should repeat the class names {list(class_names)} "
+                    f"for each of the {reference.shape[0]} examples."
+                )
+        else:
+            _compare(_signatures.SERVING_DEFAULT, "prediction", served.get("prediction"), reference)
+            by_example = model.run(_signatures.REGRESS, {_signatures.EXAMPLES_INPUT: examples})
+            _compare(_signatures.REGRESS, "outputs", by_example.get("outputs"), reference)
+
+
+def _compare(signature_name: str, output: str, values: np.ndarray | None, reference: np.ndarray) -> None:
+    if values is None:
+        raise VerificationError(f"Signature {signature_name!r} has no output {output!r}.")
+    values = np.asarray(values)
+    if values.dtype != np.float32 or values.shape != reference.shape or not np.allclose(
+        values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE, equal_nan=True
+    ):
+        diff = float(np.max(np.abs(values - reference))) if values.shape == reference.shape else "shape mismatch"
+        raise VerificationError(
+            f"Signature {signature_name!r} output {output!r}, loaded as TF Serving loads it, predictions differ "
+            f"from the Keras model (max abs difference {diff}, shapes {list(values.shape)} vs {list(reference.shape)}, "
+            f"dtype {values.dtype}; tolerance {VERIFY_TOLERANCE})."
+        )
+
+
+def _check_classes(served: dict[str, np.ndarray], class_names: tuple[str, ...]) -> None:
+    class_id, labels = served.get("class_id"), served.get("class_label")
+    probabilities = served["probabilities"]
+    if class_id is None or class_id.dtype != np.int64 or not np.array_equal(class_id, probabilities.argmax(axis=-1)):
+        raise VerificationError("Signature 'serving_default' output 'class_id' is not the argmax of 'probabilities' (int64).")
+    names = np.array([c.encode() for c in class_names], dtype=object)
+    if labels is None or labels.shape != class_id.shape or not (labels == names[class_id]).all():
+        raise VerificationError(
+            f"Signature 'serving_default' output 'class_label' does not name class_id's class in {list(class_names)}."
+        )
 
 
 def _write_json(path: Path, value: Any, *, allow_nan: bool = False) -> None:

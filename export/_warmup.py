@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +28,11 @@ def warmup_logs(spec: ExportSpec) -> list[Any]:
         classification_pb2,
         input_pb2,
         model_pb2,
-        predict_pb2,
         prediction_log_pb2,
         regression_pb2,
     )
 
-    logs = []
-    batches = [spec.sample_inputs]
-    if spec.num_samples > 1:
-        batches.append({name: array[:1] for name, array in spec.sample_inputs.items()})
-    for batch in batches:
-        request = predict_pb2.PredictRequest(
-            model_spec=model_pb2.ModelSpec(name=spec.model_name, signature_name=SERVING_DEFAULT)
-        )
-        for feature in spec.features:
-            request.inputs[feature.name].CopyFrom(tf.make_tensor_proto(_tensor_value(batch[feature.name])))
-        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
-
+    logs = predict_warmup_logs(spec.model_name, spec.sample_inputs)
     model_input = input_pb2.Input(
         example_list=input_pb2.ExampleList(examples=make_examples(spec.features, spec.sample_inputs))
     )
@@ -60,9 +49,30 @@ def warmup_logs(spec: ExportSpec) -> list[Any]:
     return logs
 
 
+def predict_warmup_logs(
+    model_name: str, inputs: Mapping[str, np.ndarray], signature_name: str = SERVING_DEFAULT
+) -> list[Any]:
+    """Predict records for `signature_name`: all rows as one batch, then the first row alone."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    rows = next(iter(inputs.values())).shape[0]
+    batches = [inputs] if rows == 1 else [inputs, {name: array[:1] for name, array in inputs.items()}]
+    logs = []
+    for batch in batches:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature_name))
+        for name, array in batch.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(_tensor_value(np.asarray(array))))
+        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+    return logs
+
+
 def write_warmup(spec: ExportSpec, path: Path) -> int:
     """Write the warmup TFRecord file at `path`; return the number of records."""
-    logs = warmup_logs(spec)
+    return write_warmup_logs(warmup_logs(spec), path)
+
+
+def write_warmup_logs(logs: Sequence[Any], path: Path) -> int:
+    """Write PredictionLog records as TF Serving's warmup TFRecord file; return how many."""
     with tf.io.TFRecordWriter(str(path)) as writer:
         for log in logs:
             writer.write(log.SerializeToString())
@@ -71,10 +81,14 @@ def write_warmup(spec: ExportSpec, path: Path) -> int:
 
 def sample_request(spec: ExportSpec, rows: int = SAMPLE_REQUEST_ROWS) -> dict[str, Any]:
     """A TF Serving REST predict body (columnar format) for the first few sample rows."""
-    return {
-        "signature_name": SERVING_DEFAULT,
-        "inputs": {f.name: _json_value(spec.sample_inputs[f.name][:rows]) for f in spec.features},
-    }
+    return sample_request_body({f.name: spec.sample_inputs[f.name] for f in spec.features}, rows=rows)
+
+
+def sample_request_body(
+    inputs: Mapping[str, np.ndarray], *, rows: int = SAMPLE_REQUEST_ROWS, signature_name: str = SERVING_DEFAULT
+) -> dict[str, Any]:
+    """A REST predict body (columnar `inputs`) with the first `rows` rows of `inputs`."""
+    return {"signature_name": signature_name, "inputs": {name: _json_value(np.asarray(a)[:rows]) for name, a in inputs.items()}}
 
 
 def _tensor_value(array: np.ndarray) -> np.ndarray:

@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 # The release whose behaviour the embedded server follows (docs/architecture.md, docker-compose.yml).
-TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+TF_SERVING_IMAGE = "tensorflow/serving:2.21.0"
 BACKENDS = ("embedded", "docker", "external")
 DEFAULT_TIMEOUT = 180.0
 PROTOCOLS = ("rest", "grpc")

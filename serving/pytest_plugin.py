@@ -20,7 +20,7 @@ Choose the backend on the command line (or with the environment variable in brac
     --serving-model-name=NAME                    [TFSTACK_SERVING_MODEL_NAME]       default: base path's name
     --serving-timeout=SECONDS                    [TFSTACK_SERVING_TIMEOUT]   wait for AVAILABLE (default 180)
 
-`--serving-backend=docker` runs the pinned `tensorflow/serving:2.20.0` image with the model
+`--serving-backend=docker` runs the pinned `tensorflow/serving:2.21.0` image with the model
 base paths mounted read-only. When no Docker engine answers, the run stops before any test
 with a clear message; it never falls back to another backend.
 The external backend serves whatever that server has loaded: tests only wait for their model.

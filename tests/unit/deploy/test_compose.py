@@ -23,7 +23,7 @@ from tests.unit.deploy.tfserving_protos import (
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yml"
-TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"
+TF_SERVING_IMAGE = "tensorflow/serving:2.21.0"
 
 
 @pytest.fixture(scope="module")

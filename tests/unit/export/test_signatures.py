@@ -120,3 +120,59 @@ def test_fingerprint_matches_the_rewritten_saved_model(published):
     fresh = fingerprint_pb2.FingerprintDef.FromString(fingerprinting.CreateFingerprintDef(path))
 
     assert tf.saved_model.experimental.read_fingerprint(path).saved_model_checksum == fresh.saved_model_checksum
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression", "mixed"])
+def test_every_signature_runs_by_tensor_name_in_a_tf1_session_like_tf_serving(published, test_rows, kind):
+    """TF Serving restores variables by name into a Session and runs SignatureDef tensor names
+    (tensorflow/cc/saved_model/loader.cc LoadSavedModel; servables/tensorflow/predict_util.cc).
+    The mixed model's StringLookup table must be initialised by the init op, not by TF2's loader."""
+    from export._session import SessionModel
+    from export._signatures import serialize_examples
+
+    spec = build_spec(kind)
+    inputs = test_rows(kind)
+    expected = _keras(kind, inputs)
+    examples = np.array(serialize_examples(spec.features, spec._check_sample_inputs(inputs, spec.features)), dtype=object)
+
+    with SessionModel(published[kind].path) as model:
+        served = model.run("serving_default", inputs)
+        if kind == "regression":
+            np.testing.assert_allclose(served["prediction"], expected.reshape(-1), atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(model.run("regress", {"inputs": examples})["outputs"], expected.reshape(-1), atol=1e-5, rtol=1e-5)
+        else:
+            np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5, rtol=1e-5)
+            assert [b.decode() for b in served["class_label"]] == [spec.class_names[i] for i in expected.argmax(axis=1)]
+            np.testing.assert_allclose(model.run("classify", {"inputs": examples})["scores"], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_each_weight_is_stored_once_and_no_optimizer_state(published):
+    """keras.Model.export would list every weight twice (the tracked model and the traced graphs);
+    TF Serving then restores both copies. The optimizer is never part of a serving export."""
+    import tensorflow as tf
+
+    keys = [name for name, _ in tf.train.list_variables(str(published["classification"].path / "variables" / "variables"))]
+    weights = [k for k in keys if k != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+
+    assert len(weights) == len(build_spec("classification").keras_model.weights)
+    assert not [k for k in keys if "optimizer" in k.lower()]
+
+
+def test_a_resource_the_walk_misses_falls_back_to_tracking_the_whole_model(tmp_path, monkeypatch, test_rows):
+    """If a lookup table is not found by the walk, saving reports an untracked resource; the export
+    then tracks the whole model (as keras.Model.export does) and still serves under a Session."""
+    import export
+    from export import _signatures
+    from export._session import SessionModel
+
+    monkeypatch.setattr(_signatures, "_resources", lambda model: [])
+    inputs = test_rows("mixed")
+    published = export.publish(build_spec("mixed"), tmp_path)
+
+    with SessionModel(published.path) as model:
+        served = model.run("serving_default", inputs)
+    np.testing.assert_allclose(served["probabilities"], _keras("mixed", inputs), atol=1e-5, rtol=1e-5)
+    import tensorflow as tf
+
+    stored = [n for n, _ in tf.train.list_variables(str(published.path / "variables" / "variables"))]
+    assert len(stored) - 1 > len(build_spec("mixed").keras_model.weights), "the fallback tracks the whole model"

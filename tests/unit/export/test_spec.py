@@ -30,6 +30,7 @@ def _spec(**overrides):
 
 def test_public_api_is_explicit():
     assert sorted(export.__all__) == [
+        "CheckReport",
         "CorruptVersionError",
         "ExportError",
         "ExportSpec",
@@ -37,9 +38,12 @@ def test_public_api_is_explicit():
         "ModelRepository",
         "PublishedVersion",
         "RepositoryError",
+        "SignatureCheck",
         "VerificationError",
         "VersionExistsError",
         "VersionNotFoundError",
+        "check_saved_model",
+        "export_model",
         "publish",
     ]
     for name in ("RepositoryError", "VerificationError", "VersionExistsError", "VersionNotFoundError", "CorruptVersionError"):

@@ -34,10 +34,18 @@ SIGNATURES = {
 }
 
 
-def make_version(base: Path, version: int, *, accuracy: float = 0.9, signatures=SIGNATURES) -> Path:
+def make_version(base: Path, version: int, *, accuracy: float = 0.9, signatures=SIGNATURES, loadable: bool = False) -> Path:
+    """A version directory with a manifest; `loadable` puts a real (TF1 half_plus_two) SavedModel in
+    it, for steps that publish: export checks a copied SavedModel the way TF Serving loads it."""
     path = base / MODEL / str(version)
-    (path / "assets.extra").mkdir(parents=True)
-    (path / "saved_model.pb").write_bytes(b"not really a SavedModel")
+    if loadable:
+        from tests.support.models import build_half_plus_two_tf1
+
+        build_half_plus_two_tf1(path)
+        (path / "assets.extra").mkdir()
+    else:
+        (path / "assets.extra").mkdir(parents=True)
+        (path / "saved_model.pb").write_bytes(b"not really a SavedModel")
     manifest = {"model_name": MODEL, "version": version, "metrics": {"accuracy": accuracy}, "signatures": signatures}
     (path / "assets.extra" / "manifest.json").write_text(json.dumps(manifest))
     return path
@@ -375,7 +383,7 @@ def test_watch_finalizes_an_expired_grace_period(live, clock):
 
 
 def test_publish_copies_a_saved_model_atomically_and_renumbers_its_manifest(tmp_path, repo):
-    source = make_version(tmp_path / "elsewhere", 7)
+    source = make_version(tmp_path / "elsewhere", 7, loadable=True)
     published = publish_saved_model(Rollout(tmp_path / "m.config", repo).repository, MODEL, source)
     assert published.version == 3
     manifest = json.loads((repo / MODEL / "3" / "assets.extra" / "manifest.json").read_text())

@@ -46,7 +46,7 @@ def test_errors_are_one_line_without_traceback(tmp_path):
 
 
 def test_publish_a_saved_model_directory(tmp_path):
-    source = make_version(tmp_path / "exported", 5)
+    source = make_version(tmp_path / "exported", 5, loadable=True)
     result = run(tmp_path, "publish", MODEL, str(source))
     assert result.exit_code == 0, result.output
     assert f"Published {MODEL} version 1" in result.output
