@@ -417,22 +417,24 @@ async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_
 
 
 async def test_deadline_while_queued_is_deadline_exceeded():
-    from serving._batching import BatchingSession
+    from serving._batching import BatchingExecutor
+    from serving._inference import Prepared
 
     gate = threading.Event()
 
     class Servable:
-        signature_defs: dict = {}
+        batching_parameters = None
 
-        def _call(self, signature_name, merged):
+        def run(self, feeds, fetches):
             gate.wait(10)
-            return {"y": merged["x"]}
+            return {"y": feeds["x"]}
 
     scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
-    session = BatchingSession(scheduler)
+    executor = BatchingExecutor(scheduler)
+    prepared = Prepared(servable=Servable(), feeds={"x": np.zeros((1,))}, fetches=("y",), finish=dict)
     try:
         with pytest.raises(StatusError) as info:
-            await session._submit(Servable(), "serving_default", {"x": np.zeros((1,))}, 0.05)
+            await executor.run(prepared, 0.05)
         gate.set()
     finally:
         scheduler.close()
