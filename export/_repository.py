@@ -454,42 +454,79 @@ def _is_model_name(name: str) -> bool:
 
 
 def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
-    """Reload the SavedModel from disk and check it against the in-memory Keras model."""
-    import tensorflow as tf
+    """Load the staged SavedModel as TF Serving does and check every signature against Keras.
 
-    from export import _signatures
+    The Session loader (restore op, init op, Session.run on the SignatureDef's tensor names) is
+    what `tensorflow_model_server` uses; TF2's object loader would hide a restore that misses
+    the handles the signatures read. serving_default runs on the raw sample rows,
+    classify/regress on tf.Examples serialized from the same rows; all must match the in-memory
+    Keras model to VERIFY_TOLERANCE. Raises VerificationError (one line naming the signature).
+    """
+    from export import _session, _signatures
 
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except Exception as exc:
-        raise VerificationError(f"The exported SavedModel at {path} does not load: {exc}") from exc
-    expected = set(_signatures.signature_names(spec.task))
-    missing = expected - set(loaded.signatures.keys())
-    if missing:
-        raise VerificationError(
-            f"The exported SavedModel lacks signatures {sorted(missing)}. Received: {sorted(loaded.signatures.keys())}"
-        )
+    expected = _signatures.signature_names(spec.task)
     inputs = _signatures.sample_tensors(spec)
     reference = np.asarray(spec.keras_model(dict(inputs)), dtype=np.float32)
-    outputs = loaded.signatures[_signatures.SERVING_DEFAULT](**inputs)
-    examples = tf.constant(_signatures.serialize_examples(spec.features, spec.sample_inputs))
-    if spec.task == "classification":
-        served = outputs["probabilities"].numpy()
-        by_example = loaded.signatures[_signatures.CLASSIFY](inputs=examples)["scores"].numpy()
-    else:
+    if spec.task == "regression":
         reference = reference.reshape(-1)
-        served = outputs["prediction"].numpy()
-        by_example = loaded.signatures[_signatures.REGRESS](inputs=examples)["outputs"].numpy()
-    for name, values in (("serving_default", served), ("tf.Example", by_example)):
-        if values.shape != reference.shape or not np.allclose(
-            values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE, equal_nan=True
-        ):
-            diff = np.max(np.abs(values - reference)) if values.shape == reference.shape else "shape mismatch"
+    examples = np.array(_signatures.serialize_examples(spec.features, spec.sample_inputs), dtype=object)
+    with _session.SessionModel(path) as model:
+        missing = [name for name in expected if name not in model.signature_defs]
+        if missing:
             raise VerificationError(
-                f"The reloaded SavedModel's {name} predictions differ from the Keras model "
-                f"(max abs difference {diff}, shapes {list(values.shape)} vs {list(reference.shape)}; "
-                f"tolerance {VERIFY_TOLERANCE})."
+                f"The exported SavedModel lacks signatures {missing}. Received: {sorted(model.signature_defs)}"
             )
+        for name in expected:
+            method = model.signature_defs[name].method_name
+            if method != _signatures.METHOD_NAMES[name]:
+                raise VerificationError(
+                    f"Signature {name!r} has method_name {method!r}; TF Serving with "
+                    f"--enable_signature_method_name_check needs {_signatures.METHOD_NAMES[name]!r}."
+                )
+        served = model.run(_signatures.SERVING_DEFAULT, dict(spec.sample_inputs))
+        if spec.task == "classification":
+            _compare(_signatures.SERVING_DEFAULT, "probabilities", served.get("probabilities"), reference)
+            _check_classes(served, class_names)
+            by_example = model.run(_signatures.CLASSIFY, {_signatures.EXAMPLES_INPUT: examples})
+            _compare(_signatures.CLASSIFY, "scores", by_example.get("scores"), reference)
+            classes = by_example.get("classes")
+            wanted = np.array([[c.encode() for c in class_names]] * reference.shape[0], dtype=object)
+            if classes is None or classes.shape != wanted.shape or not (classes == wanted).all():
+                raise VerificationError(
+                    f"Signature 'classify' output 'classes' should repeat the class names {list(class_names)} "
+                    f"for each of the {reference.shape[0]} examples."
+                )
+        else:
+            _compare(_signatures.SERVING_DEFAULT, "prediction", served.get("prediction"), reference)
+            by_example = model.run(_signatures.REGRESS, {_signatures.EXAMPLES_INPUT: examples})
+            _compare(_signatures.REGRESS, "outputs", by_example.get("outputs"), reference)
+
+
+def _compare(signature_name: str, output: str, values: np.ndarray | None, reference: np.ndarray) -> None:
+    if values is None:
+        raise VerificationError(f"Signature {signature_name!r} has no output {output!r}.")
+    values = np.asarray(values)
+    if values.dtype != np.float32 or values.shape != reference.shape or not np.allclose(
+        values, reference, atol=VERIFY_TOLERANCE, rtol=VERIFY_TOLERANCE, equal_nan=True
+    ):
+        diff = float(np.max(np.abs(values - reference))) if values.shape == reference.shape else "shape mismatch"
+        raise VerificationError(
+            f"Signature {signature_name!r} output {output!r}, loaded as TF Serving loads it, predictions differ "
+            f"from the Keras model (max abs difference {diff}, shapes {list(values.shape)} vs {list(reference.shape)}, "
+            f"dtype {values.dtype}; tolerance {VERIFY_TOLERANCE})."
+        )
+
+
+def _check_classes(served: dict[str, np.ndarray], class_names: tuple[str, ...]) -> None:
+    class_id, labels = served.get("class_id"), served.get("class_label")
+    probabilities = served["probabilities"]
+    if class_id is None or class_id.dtype != np.int64 or not np.array_equal(class_id, probabilities.argmax(axis=-1)):
+        raise VerificationError("Signature 'serving_default' output 'class_id' is not the argmax of 'probabilities' (int64).")
+    names = np.array([c.encode() for c in class_names], dtype=object)
+    if labels is None or labels.shape != class_id.shape or not (labels == names[class_id]).all():
+        raise VerificationError(
+            f"Signature 'serving_default' output 'class_label' does not name class_id's class in {list(class_names)}."
+        )
 
 
 def _write_json(path: Path, value: Any, *, allow_nan: bool = False) -> None:

@@ -19,9 +19,12 @@ SERVING_DEFAULT = "serving_default"
 CLASSIFY = "classify"
 REGRESS = "regress"
 EXAMPLES_INPUT = "inputs"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 # TF Serving's method names (signature_constants); tf.saved_model.save writes "predict" for every
 # signature, which only works while --enable_signature_method_name_check is off.
-METHOD_NAMES = {CLASSIFY: "tensorflow/serving/classify", REGRESS: "tensorflow/serving/regress"}
+METHOD_NAMES = {SERVING_DEFAULT: PREDICT_METHOD, CLASSIFY: CLASSIFY_METHOD, REGRESS: REGRESS_METHOD}
 
 _TF_DTYPES = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}
 
@@ -48,57 +51,45 @@ def sample_tensors(spec: ExportSpec) -> dict[str, tf.Tensor]:
     return {f.name: tf.constant(spec.sample_inputs[f.name], dtype=_TF_DTYPES[f.dtype]) for f in spec.features}
 
 
-class _ServingModule(tf.Module):
-    """Holds the Keras model (so its variables and lookup tables are saved) and the signatures."""
+def _signature_functions(spec: ExportSpec, class_names: tuple[str, ...]) -> dict[str, tuple[Any, list[Any]]]:
+    """Signature name -> (python function, input_signature) for ExportArchive.add_endpoint.
 
-    def __init__(self, spec: ExportSpec, class_names: tuple[str, ...]) -> None:
-        super().__init__(name="tfstack_serving")
-        self.keras_model = spec.keras_model
-        # Keras 3 keeps variables on layers; listing them here makes the checkpoint independent of
-        # how Keras exposes its layer tree to TensorFlow's tracker.
-        self.model_variables = list(spec.keras_model.variables)
-        self._task = spec.task
-        self._features = spec.features
-        self._class_names = class_names
-        raw_spec = {
-            f.name: tf.TensorSpec((None, *f.shape), _TF_DTYPES[f.dtype], name=f.name) for f in spec.features
-        }
-        parse_spec = example_features(spec.features)
+    The functions close over the Keras model; ExportArchive traces them and keeps only what the
+    traced graphs use (variables, lookup tables), so nothing else of the model is saved.
+    """
+    keras_model = spec.keras_model
+    task = spec.task
+    raw_spec = {f.name: tf.TensorSpec((None, *f.shape), _TF_DTYPES[f.dtype], name=f.name) for f in spec.features}
+    parse_spec = example_features(spec.features)
+    examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
 
-        def raw_outputs(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-            predictions = tf.cast(self.keras_model(inputs), tf.float32)
-            _check_output_shape(predictions.shape, self._task, self._class_names)
-            if self._task == "regression":
-                return {"prediction": tf.reshape(predictions, [-1])}
-            class_id = tf.argmax(predictions, axis=-1, output_type=tf.int64)
-            labels = tf.constant(list(self._class_names), dtype=tf.string)
-            return {"probabilities": predictions, "class_id": class_id, "class_label": tf.gather(labels, class_id)}
+    def raw_outputs(inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        predictions = tf.cast(keras_model(inputs), tf.float32)
+        _check_output_shape(predictions.shape, task, class_names)
+        if task == "regression":
+            return {"prediction": tf.reshape(predictions, [-1])}
+        class_id = tf.argmax(predictions, axis=-1, output_type=tf.int64)
+        labels = tf.constant(list(class_names), dtype=tf.string)
+        return {"probabilities": predictions, "class_id": class_id, "class_label": tf.gather(labels, class_id)}
 
-        @tf.function(input_signature=[raw_spec], autograph=False)
-        def serving_default(inputs):
-            return raw_outputs(inputs)
+    def serving_default(inputs):
+        return raw_outputs(inputs)
 
-        examples_spec = tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
+    def classify(inputs):
+        scores = raw_outputs(tf.io.parse_example(inputs, parse_spec))["probabilities"]
+        labels = tf.constant(list(class_names), dtype=tf.string)
+        classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
 
-        @tf.function(input_signature=[examples_spec], autograph=False)
-        def classify(inputs):
-            outputs = raw_outputs(tf.io.parse_example(inputs, parse_spec))
-            scores = outputs["probabilities"]
-            labels = tf.constant(list(self._class_names), dtype=tf.string)
-            classes = tf.tile(tf.expand_dims(labels, 0), [tf.shape(scores)[0], 1])
-            return {"classes": classes, "scores": scores}
+    def regress(inputs):
+        return {"outputs": raw_outputs(tf.io.parse_example(inputs, parse_spec))["prediction"]}
 
-        @tf.function(input_signature=[examples_spec], autograph=False)
-        def regress(inputs):
-            return {"outputs": raw_outputs(tf.io.parse_example(inputs, parse_spec))["prediction"]}
-
-        self.serving_default = serving_default
-        if spec.task == "classification":
-            self.classify = classify
-            self.signature_functions = {SERVING_DEFAULT: serving_default, CLASSIFY: classify}
-        else:
-            self.regress = regress
-            self.signature_functions = {SERVING_DEFAULT: serving_default, REGRESS: regress}
+    functions = {SERVING_DEFAULT: (serving_default, [raw_spec])}
+    if task == "classification":
+        functions[CLASSIFY] = (classify, [examples_spec])
+    else:
+        functions[REGRESS] = (regress, [examples_spec])
+    return functions
 
 
 def _check_output_shape(shape: tf.TensorShape, task: str, class_names: tuple[str, ...]) -> None:
@@ -118,9 +109,21 @@ def _check_output_shape(shape: tf.TensorShape, task: str, class_names: tuple[str
 
 
 def save_saved_model(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
-    """Write the SavedModel with tfstack's signatures into `path` (an existing empty directory)."""
-    module = _ServingModule(spec, class_names)
-    tf.saved_model.save(module, str(path), signatures=dict(module.signature_functions))
+    """Write the SavedModel with tfstack's signatures into `path` (an existing empty directory).
+
+    Built with Keras' ExportArchive, which saves a small root object holding only the variables
+    and lookup tables the signature graphs read (no optimizer, no second copy of the layer tree).
+    That is what makes the by-name restore of a TF1-style Session loader (TF Serving,
+    saved_model_cli) reach every variable handle the signatures use; lookup-table initializers
+    end up as control inputs of the `__saved_model_init_op`, which that loader runs after restoring.
+    """
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(spec.keras_model)
+    for name, (function, input_signature) in _signature_functions(spec, class_names).items():
+        archive.add_endpoint(name, function, input_signature=input_signature)
+    archive.write_out(str(path), verbose=False)
     _set_method_names(Path(path))
 
 

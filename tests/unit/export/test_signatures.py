@@ -120,3 +120,27 @@ def test_fingerprint_matches_the_rewritten_saved_model(published):
     fresh = fingerprint_pb2.FingerprintDef.FromString(fingerprinting.CreateFingerprintDef(path))
 
     assert tf.saved_model.experimental.read_fingerprint(path).saved_model_checksum == fresh.saved_model_checksum
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression", "mixed"])
+def test_every_signature_runs_by_tensor_name_in_a_tf1_session_like_tf_serving(published, test_rows, kind):
+    """TF Serving restores variables by name into a Session and runs SignatureDef tensor names
+    (tensorflow/cc/saved_model/loader.cc LoadSavedModel; servables/tensorflow/predict_util.cc).
+    The mixed model's StringLookup table must be initialised by the init op, not by TF2's loader."""
+    from export._session import SessionModel
+    from export._signatures import serialize_examples
+
+    spec = build_spec(kind)
+    inputs = test_rows(kind)
+    expected = _keras(kind, inputs)
+    examples = np.array(serialize_examples(spec.features, spec._check_sample_inputs(inputs, spec.features)), dtype=object)
+
+    with SessionModel(published[kind].path) as model:
+        served = model.run("serving_default", inputs)
+        if kind == "regression":
+            np.testing.assert_allclose(served["prediction"], expected.reshape(-1), atol=1e-5, rtol=1e-5)
+            np.testing.assert_allclose(model.run("regress", {"inputs": examples})["outputs"], expected.reshape(-1), atol=1e-5, rtol=1e-5)
+        else:
+            np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5, rtol=1e-5)
+            assert [b.decode() for b in served["class_label"]] == [spec.class_names[i] for i in expected.argmax(axis=1)]
+            np.testing.assert_allclose(model.run("classify", {"inputs": examples})["scores"], expected, atol=1e-5, rtol=1e-5)
