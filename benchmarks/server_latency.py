@@ -16,7 +16,8 @@ Usage:
       [--session-parallelism N]
 Without --model-base-path it uses ./models/digits, training it first (`tfstack train`) if absent.
 --session-parallelism is passed to the server as --tensorflow_session_parallelism and used for the
-in-process Session and the TF2 call alike (0, the default: TensorFlow picks, as TF Serving).
+in-process Session and the TF2 call alike (0, the default: the server's default of one intra-op and
+one inter-op thread).
 """
 
 from __future__ import annotations
@@ -124,16 +125,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=20, help="alternate in-process and remote chunks this often")
     parser.add_argument("--json", dest="json_path", default=None, help="also write the numbers here")
     parser.add_argument("--session-parallelism", type=int, default=0,
-                        help="TF intra/inter-op threads, in-process and in the server (0: TensorFlow picks)")
+                        help="TF intra/inter-op threads, in-process and in the server (0: the server's default, 1)")
     args = parser.parse_args()
 
     model_name, base = _ensure_model(args.model_base_path)
     import numpy as np
     import tensorflow as tf
 
-    if args.session_parallelism > 0:  # the TF2 call's pools, like the Session's
-        tf.config.threading.set_intra_op_parallelism_threads(args.session_parallelism)
-        tf.config.threading.set_inter_op_parallelism_threads(args.session_parallelism)
+    # The TF2 call's pools sized like the Session's (0: the server's default, one thread each).
+    tf.config.threading.set_intra_op_parallelism_threads(args.session_parallelism or 1)
+    tf.config.threading.set_inter_op_parallelism_threads(args.session_parallelism or 1)
     from tensorflow_serving.apis import predict_pb2
 
     from serving._inference import prepare_predict, run_prepared
@@ -200,7 +201,7 @@ def main() -> int:
     rows = {name: _percentiles(samples) for name, samples in results.items()}
     load_after = os.getloadavg()
     print(f"\nmodel {model_name} v{version} ({base}), batch 1, concurrency 1, {len(results['grpc_predict'])} requests each, "
-          f"{os.cpu_count()} CPUs, session parallelism {args.session_parallelism or 'auto'}\n")
+          f"{os.cpu_count()} CPUs, session parallelism {args.session_parallelism or 'default (1)'}\n")
     print(f"1-minute load average: {load_before[0]:.1f} before, {load_after[0]:.1f} after measuring")
     print(f"{'measurement':<24}{'p50 (us)':>12}{'p99 (us)':>12}")
     for name, (p50, p99) in rows.items():

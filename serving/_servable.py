@@ -28,7 +28,6 @@ computes. Only `serving._inference` decides what to feed and fetch for each API.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import os
 import queue
@@ -74,15 +73,15 @@ class BundleOptions:
     Attributes:
         saved_model_tags: the MetaGraph's exact tag set (`--saved_model_tags`, comma-split).
         session_config: a serialized `tensorflow.ConfigProto` for every Session, built as
-            server.cc does (`--tensorflow_session_config_file`, then the thread flags); b"" is
-            TensorFlow's defaults (0 threads = TF picks).
+            server.cc does (`session_config_from_flags`); None: the server's default (what
+            `tfstack serve` uses without any session flag).
         mixed_precision: `--mixed_precision` ("bfloat16" turns on oneDNN's bf16 rewrite).
         prefer_tflite_model: serve `model.tflite` when the version directory has one.
         num_tflite_pools: interpreters per TF Lite model (`--num_tflite_pools`).
     """
 
     saved_model_tags: tuple[str, ...] = ("serve",)
-    session_config: bytes = b""
+    session_config: bytes | None = None
     mixed_precision: str = ""
     prefer_tflite_model: bool = False
     num_tflite_pools: int = dataclasses.field(default_factory=_cpus)
@@ -101,8 +100,15 @@ def session_config_from_flags(
     inter_op_parallelism: int = 0,
     session_config_file: str = "",
     per_process_gpu_memory_fraction: float = 0.0,
+    threads_when_unset: int = 1,
 ) -> bytes:
     """The serialized ConfigProto server.cc puts in SessionBundleConfig.session_config.
+
+    One deliberate difference: when none of the three thread flags is set, TF Serving leaves 0
+    (TensorFlow sizes both pools to the core count) where this gives `threads_when_unset` to
+    both pools. The embedded server already runs requests in parallel on its own threads, and on
+    a 2-core machine TensorFlow's auto pools made a batch-1 digits Session call 1.7-3x slower
+    (docs/performance.md). Pass 0 for TF Serving's behaviour.
 
     Raises:
         StatusError: INVALID_ARGUMENT when all three thread flags are set (server.cc's text) or
@@ -133,8 +139,8 @@ def session_config_from_flags(
         config.intra_op_parallelism_threads = intra_op_parallelism
         config.inter_op_parallelism_threads = inter_op_parallelism
     else:
-        config.intra_op_parallelism_threads = session_parallelism
-        config.inter_op_parallelism_threads = session_parallelism
+        config.intra_op_parallelism_threads = session_parallelism or threads_when_unset
+        config.inter_op_parallelism_threads = session_parallelism or threads_when_unset
     return config.SerializeToString()
 
 
@@ -267,10 +273,47 @@ class Servable:
             self._runner.close()
         except Exception:  # freeing must never fail an unload
             logger.exception("Closing %r failed", self)
-        # A tf.Graph is full of reference cycles (graph <-> operations): collect them now so an
-        # unloaded version's memory is back when the unload returns, not at the next GC pass.
-        gc.collect()
+        # No gc.collect(): the graph holds no Python operations (see _import_graph), so dropping
+        # the Session frees it right away.
+        self._runner = _ClosedRunner()
+        _return_free_memory()
         logger.info("Freed the session of servable version {name: %s version: %d}", self.model_name, self.version)
+
+
+_LIBC: Any = None
+
+
+def _return_free_memory() -> None:
+    """Ask glibc to give freed heap pages back to the OS (best effort; a few ms, only on unloads).
+
+    TF Serving links tcmalloc, which returns memory on its own; with glibc, memory a closed
+    Session freed would otherwise stay in the process as free heap. TensorFlow's oneDNN CPU
+    allocator keeps its own pool either way (docs/performance.md, Memory).
+    """
+    global _LIBC
+    if _LIBC is False:
+        return
+    try:
+        if _LIBC is None:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+        _LIBC.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to ask
+        _LIBC = False
+
+
+class _ClosedRunner:
+    """Stands in for an unloaded version's runtime, so nothing keeps the old one alive."""
+
+    def run(self, feeds: Mapping[str, np.ndarray], fetches: Sequence[str]) -> list[np.ndarray]:
+        raise StatusError(Code.UNAVAILABLE, "The servable's session has been closed.")
+
+    def feed_dtype(self, name: str) -> int | None:
+        return None
+
+    def close(self) -> None:
+        return None
 
 
 # ---------------------------------------------------------------------------------- loading
@@ -377,7 +420,8 @@ def _session_config(path: Path, options: BundleOptions):
     from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 
     config = config_pb2.ConfigProto()
-    config.ParseFromString(options.session_config)
+    serialized = options.session_config
+    config.ParseFromString(session_config_from_flags() if serialized is None else serialized)
     rewrite = config.graph_options.rewrite_options
     if options.mixed_precision == "bfloat16":
         logger.info("Running inference with bfloat16 auto mixed precision")
@@ -508,14 +552,68 @@ def _validate_saved_tensors(meta_graph: MetaGraphDef) -> None:
             )
 
 
+def _import_graph(graph, graph_def) -> None:
+    """Import `graph_def` into `graph`'s C graph only, names unchanged (as Session::Create takes it).
+
+    tf.graph_util.import_graph_def would also build a Python Operation for every node; those
+    objects form reference cycles with the graph, so an unloaded version's graph would only be
+    freed by a full garbage collection (~150 ms of GIL with TensorFlow imported), and they cost
+    load time. The Session only needs the C graph.
+    """
+    import tensorflow as tf
+    from tensorflow.python.client import pywrap_tf_session as c_api
+    from tensorflow.python.framework import c_api_util
+
+    options = c_api_util.ScopedTFImportGraphDefOptions()
+    c_api.TF_ImportGraphDefOptionsSetPrefix(options.options, "")
+    c_api.TF_ImportGraphDefOptionsSetValidateColocationConstraints(options.options, True)
+    buffer = c_api.TF_NewBufferFromString(graph_def.SerializeToString())
+    try:
+        with graph._c_graph.get() as c_graph:
+            results = c_api.TF_GraphImportGraphDefWithResults(c_graph, buffer, options.options)
+        c_api.TF_DeleteImportGraphDefResults(results)
+    except tf.errors.OpError as exc:  # what Session::Create would refuse
+        raise status_from_tf_error(exc) from exc
+    finally:
+        c_api.TF_DeleteBuffer(buffer)
+
+
+def _tensor_dtypes(graph_def, names: set[str]) -> dict[str, int]:
+    """DataType enums of the tensors `names` ("node:index"), from the nodes' OpDefs (unknown: left out)."""
+    from tensorflow.python.framework import op_def_registry
+
+    wanted: dict[str, list[tuple[str, int]]] = {}
+    for name in names:
+        node, _, index = name.partition(":")
+        wanted.setdefault(node, []).append((name, int(index) if index.isdigit() else 0))
+    dtypes: dict[str, int] = {}
+    for node in graph_def.node:
+        if node.name not in wanted:
+            continue
+        op_def = op_def_registry.get(node.op)
+        if op_def is None:
+            continue
+        flat: list[int] = []
+        for arg in op_def.output_arg:
+            if arg.type_list_attr:
+                flat.extend(node.attr[arg.type_list_attr].list.type)
+                continue
+            count = node.attr[arg.number_attr].i if arg.number_attr else 1
+            flat.extend([arg.type or node.attr[arg.type_attr].type] * count)
+        for name, index in wanted[node.name]:
+            if index < len(flat) and flat[index]:
+                dtypes[name] = flat[index] % 100  # reference types (TF1 variables) feed as their base type
+    return dtypes
+
+
 class _SessionRunner:
     """A `tf.compat.v1.Session` over the version's own graph, with callables cached per tensor set."""
 
-    def __init__(self, session, graph) -> None:
+    def __init__(self, session, graph, feed_dtypes: dict[str, int]) -> None:
         self._session = session
         self._graph = graph
         self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
-        self._dtypes: dict[str, int | None] = {}
+        self._dtypes = feed_dtypes
         self._lock = threading.Lock()
 
     @classmethod
@@ -524,16 +622,10 @@ class _SessionRunner:
 
         _validate_saved_tensors(meta_graph)
         graph = tf.Graph()
-        try:
-            with graph.as_default():
-                # Names stay exactly as saved (name=""): signatures refer to them.
-                tf.graph_util.import_graph_def(meta_graph.graph_def, name="")
-        except tf.errors.OpError as exc:
-            raise status_from_tf_error(exc) from exc
-        except (ValueError, TypeError) as exc:  # an invalid GraphDef: what Session::Create would refuse
-            raise StatusError(Code.INVALID_ARGUMENT, str(exc)) from exc
+        _import_graph(graph, meta_graph.graph_def)
+        feeds = {info.name for sig in meta_graph.signature_def.values() for info in sig.inputs.values()}
         session = tf.compat.v1.Session(graph=graph, config=config)
-        runner = cls(session, graph)
+        runner = cls(session, graph, _tensor_dtypes(meta_graph.graph_def, feeds))
         try:
             assets = {
                 asset.tensor_info.name: np.array(os.path.join(path, "assets", asset.filename).encode(), dtype=object)
@@ -603,16 +695,7 @@ class _SessionRunner:
         return [v if isinstance(v, np.ndarray) else np.asarray(v) for v in values]
 
     def feed_dtype(self, name: str) -> int | None:
-        try:
-            return self._dtypes[name]
-        except KeyError:
-            pass
-        try:
-            dtype: int | None = self._graph.get_tensor_by_name(name).dtype.base_dtype.as_datatype_enum
-        except (KeyError, ValueError):  # not a tensor of this graph: the run reports it
-            dtype = None
-        self._dtypes[name] = dtype
-        return dtype
+        return self._dtypes.get(name)
 
     def close(self) -> None:
         with self._lock:

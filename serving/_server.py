@@ -58,8 +58,9 @@ def _check_options(options: ServerOptions) -> None:
 def _bundle_options(options: ServerOptions) -> BundleOptions:
     """How versions load, from the flags, as server.cc fills SessionBundleConfig.
 
-    The thread flags keep TF Serving's meaning: 0 lets TensorFlow pick (one thread per core
-    for both pools); every version's Session gets the same ConfigProto.
+    The thread flags keep TF Serving's meaning and conflict rule, except that with none of them
+    set each Session gets one intra-op and one inter-op thread instead of one per core (see
+    `session_config_from_flags`); every version's Session gets the same ConfigProto.
     """
     from serving._servable import session_config_from_flags
 
