@@ -691,8 +691,10 @@ class _SessionRunner:
             raise status_from_tf_error(exc) from exc
         except (TypeError, ValueError) as exc:  # a feed numpy cannot turn into a tensor
             raise StatusError(Code.INVALID_ARGUMENT, str(exc)) from exc
-        # Scalars come back as numpy scalars; callers get arrays, as from any other fetch.
-        return [v if isinstance(v, np.ndarray) else np.asarray(v) for v in values]
+        # Scalars come back as numpy scalars (strings as bytes); callers get arrays like any
+        # other fetch, strings as object arrays.
+        return [v if isinstance(v, np.ndarray) else np.array(v, dtype=object if isinstance(v, bytes) else None)
+                for v in values]
 
     def feed_dtype(self, name: str) -> int | None:
         return self._dtypes.get(name)
