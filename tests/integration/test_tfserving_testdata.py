@@ -20,7 +20,6 @@ from pathlib import Path
 
 import grpc
 import httpx
-import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import json_format
