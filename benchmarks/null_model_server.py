@@ -23,33 +23,37 @@ import sys
 import numpy as np
 
 
-def _zero_outputs(servable, signature_name: str, feeds) -> dict[str, np.ndarray]:
+def _zero_outputs(servable, feeds, fetches) -> dict[str, np.ndarray]:
+    """Stands in for `Servable.run`: zeros of each fetched tensor's declared dtype and shape."""
     from tensorflow.python.framework import dtypes
 
     batch = int(np.shape(next(iter(feeds.values())))[0]) if feeds else 1
+    infos = {info.name: info for sig in servable.signature_defs.values() for info in sig.outputs.values()}
     outputs = {}
-    for alias, info in servable.signature_defs[signature_name].outputs.items():
+    for name in fetches:
+        info = infos[name]
         dims = [d.size for d in info.tensor_shape.dim] or [batch]
         shape = [batch if i == 0 or size < 0 else size for i, size in enumerate(dims)]
         dtype = dtypes.as_dtype(info.dtype)
-        outputs[alias] = np.zeros(shape, dtype=object) if dtype == dtypes.string else np.zeros(shape, dtype.as_numpy_dtype)
+        outputs[name] = np.zeros(shape, dtype=object) if dtype == dtypes.string else np.zeros(shape, dtype.as_numpy_dtype)
         if dtype == dtypes.string:
-            outputs[alias][...] = b"0"
+            outputs[name][...] = b"0"
     return outputs
 
 
 def main(argv: list[str]) -> int:
     import os
 
-    from serving import _core
+    from serving import _core, _servable
+    from serving._inference import run_prepared
     from serving._server import main as serve
 
-    _core.Servable._call = _zero_outputs  # type: ignore[method-assign]
+    _servable.Servable.run = _zero_outputs  # type: ignore[method-assign]
     if os.environ.get("NULL_MODEL_ON_LOOP") == "1":
-        async def on_loop(self, timeout, fn, *args):
-            return fn(*args)
+        async def on_loop(self, prepared, timeout):
+            return run_prepared(prepared)
 
-        _core.ServerCore._run = on_loop  # type: ignore[method-assign]
+        _core.DirectExecutor.run = on_loop  # type: ignore[method-assign]
     return serve(argv)
 
 

@@ -4,15 +4,9 @@ Importing this package is cheap; TensorFlow loads only when a model does.
 """
 
 from serving._batching import BatchingParameters, BatchScheduler, parse_batching_parameters, read_batching_parameters
-from serving._core import (
-    Classifications,
-    InferenceTask,
-    Servable,
-    ServerCore,
-    State,
-    VersionStatus,
-    load_servable,
-)
+from serving._core import ServerCore, State, VersionStatus
+from serving._inference import Classifications, InferenceTask
+from serving._servable import BundleOptions, Servable, load_servable
 from serving._errors import Code, RolloutError, ServerError, StatusError
 from serving._flags import FlagError, ServerOptions, parse_flags
 from serving._manager import ManagerOptions, ModelManager
@@ -41,6 +35,7 @@ __all__ = [
     "BackendUnavailableError",
     "BatchScheduler",
     "BatchingParameters",
+    "BundleOptions",
     "Classifications",
     "Code",
     "DockerBackend",

@@ -1,7 +1,8 @@
 """Dynamic batching as TF Serving does it (`--enable_batching`, spec §6).
 
 One `BatchScheduler` is shared by every model, version and signature (TF's SharedBatchScheduler):
-each (servable, signature) has its own queue of batches, and one pool of `num_batch_threads`
+each (version, feed tensor names, fetch tensor names) has its own queue of batches, as TF's
+batching session keys its queues by TensorSignature, and one pool of `num_batch_threads`
 threads runs whichever batch is ready. Concurrent requests are merged along dim 0 (their other
 dims padded when `pad_variable_length_inputs`), padded up to the next `allowed_batch_sizes` entry,
 run once, and the outputs are split back per request, so clients see the same responses as without
@@ -19,11 +20,14 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serving._errors import Code, StatusError
+
+if TYPE_CHECKING:
+    from serving._inference import Prepared
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -535,136 +539,50 @@ def _split(outputs: Mapping[str, np.ndarray], sizes: Sequence[int], padded: int)
     return pieces
 
 
-# ------------------------------------------------------------------------------ the batching session
+# ------------------------------------------------------------------------------ the batching executor
 
 
-class BatchingSession:
-    """Predict/Classify/Regress through a shared `BatchScheduler` (what ServerCore calls when batching).
+class BatchingExecutor:
+    """Runs prepared requests through a shared `BatchScheduler` (TF Serving's batching session).
 
-    Validation runs per request with the same rules and texts as the unbatched path; only the
-    TensorFlow call is shared. Queues are keyed by (servable, signature_name).
+    Requests are queued by (version, feed tensor names, fetch tensor names), TF's TensorSignature:
+    whatever the API, requests that feed and fetch the same tensors of a version share a queue,
+    their feeds are merged, the version's Session runs once, and each request gets its rows back
+    and finishes on the loop. Validation already happened when the request was prepared, with the
+    same rules and texts as without batching.
     """
 
     def __init__(self, scheduler: BatchScheduler, *, per_model: bool = False) -> None:
         self.scheduler = scheduler
         self.per_model = per_model
 
-    def parameters_for(self, servable: Any) -> BatchingParameters | None:
-        """The parameters `servable`'s queues use, or None when its requests are not batched.
+    def parameters_for_version(self, version_dir: str | os.PathLike[str]) -> BatchingParameters | None:
+        """The parameters a version loaded from `version_dir` gets, or None when it is not batched.
 
         With `--enable_per_model_batching_parameters` only versions whose directory has a
-        `batching_params.pbtxt` are batched (`load_parameters` reads it into
-        `servable.batching_parameters`); otherwise every servable uses the global parameters.
+        `batching_params.pbtxt` are batched, with that file's parameters; otherwise every
+        version uses the global parameters (bundle_factory_util.cc GetPerModelBatchingParams).
+
+        Raises:
+            StatusError: the version's file does not parse or is invalid (that load fails).
         """
         if not self.per_model:
             return self.scheduler.params
-        return getattr(servable, "batching_parameters", None)
+        return read_per_model_batching_parameters(version_dir)
 
-    def load_parameters(self, servable: Any) -> None:
-        """At load time, with per-model parameters: read the version's `batching_params.pbtxt`.
-
-        Raises:
-            StatusError: the file does not parse or is invalid; that version's load fails, as in
-                TF Serving's bundle factory.
-        """
-        if self.per_model:
-            servable.batching_parameters = read_per_model_batching_parameters(servable.path)
-
-    async def _enqueue_and_wait(self, servable: Any, key: Any, run, feeds: Mapping[str, np.ndarray],
-                                timeout: float | None, names=None) -> dict[str, np.ndarray]:
-        """Queue `feeds` under `key` with the servable's parameters; wait for this request's outputs."""
+    async def run(self, prepared: Prepared, timeout: float | None) -> Any:
+        """Queue `prepared`'s feeds, wait for its rows of the batch's outputs, and finish it."""
         if timeout is not None and timeout <= 0:
             raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        future = self.scheduler.enqueue(key, run, feeds, params=self.parameters_for(servable), names=names)
-        return await _with_deadline(future, timeout)
-
-    async def _submit(self, servable: Any, signature_name: str, feeds: Mapping[str, np.ndarray], timeout: float | None):
-        def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-            return servable._call(signature_name, merged)
-
-        def names() -> dict[str, str]:  # only evaluated when the queue is created
-            signature = servable.signature_defs.get(signature_name)
-            return {alias: info.name for alias, info in signature.inputs.items()} if signature is not None else {}
-
-        return await self._enqueue_and_wait(servable, (servable, signature_name), run, feeds, timeout, names)
-
-    async def predict(
-        self,
-        servable: Any,
-        signature_name: str,
-        inputs: Mapping[str, np.ndarray],
-        output_filter: Sequence[str] = (),
-        timeout: float | None = None,
-    ) -> dict[str, np.ndarray]:
-        """Batched `ServerCore.predict` (same validation and texts)."""
-        from serving._core import DEFAULT_SIGNATURE, _prepare_predict
-
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        feeds, aliases = _prepare_predict(servable, signature_name, inputs, output_filter)
-        outputs = await self._submit(servable, signature_name, feeds, timeout)
-        return {alias: outputs[alias] for alias in aliases}
-
-    async def classify(self, servable: Any, signature_name: str, examples: Sequence[bytes],
-                       timeout: float | None = None, *, context: bytes = b""):
-        """Batched `ServerCore.classify`: the serialized examples are the batched input."""
-        from serving._core import _check_classification_signature, _classifications
-
-        return await self._examples(servable, signature_name, examples, timeout, context,
-                                    _check_classification_signature, _classifications)
-
-    async def regress(self, servable: Any, signature_name: str, examples: Sequence[bytes],
-                      timeout: float | None = None, *, context: bytes = b""):
-        """Batched `ServerCore.regress`."""
-        from serving._core import _check_regression_signature, _regressions
-
-        return await self._examples(servable, signature_name, examples, timeout, context,
-                                    _check_regression_signature, _regressions)
-
-    async def _examples(self, servable: Any, signature_name: str, examples: Sequence[bytes], timeout: float | None,
-                        context: bytes, check: Callable[[Any], None], finish: Callable[[Any, int], Any]):
-        from serving._core import DEFAULT_SIGNATURE, _serialize_examples, _signature_for
-
-        signature_name = signature_name or DEFAULT_SIGNATURE
-        check(_signature_for(servable, signature_name))
-        serialized = _serialize_examples(examples, context)
-        outputs = await self._submit(servable, signature_name, {"inputs": np.array(serialized, dtype=object)}, timeout)
-        return finish(outputs, len(serialized))
-
-    async def multi_inference(self, servable: Any, tasks: Sequence[Any], examples: Sequence[bytes],
-                              timeout: float | None = None, *, context: bytes = b""):
-        """Batched `ServerCore.multi_inference`: one queue per set of signatures, as TF's batching
-        session gives each distinct (inputs, outputs) tensor signature its own queue."""
-        from serving._core import (
-            _serialize_examples, multi_inference_results, plan_multi_inference, run_multi_inference_plan,
+        servable = prepared.servable
+        fetches = prepared.fetches
+        future = self.scheduler.enqueue(
+            (servable, *prepared.tensor_signature),
+            lambda merged: servable.run(merged, fetches),
+            prepared.feeds,
+            params=servable.batching_parameters,
         )
-
-        plan = plan_multi_inference(servable, tasks)
-        serialized = _serialize_examples(examples, context)
-
-        def run(merged: dict[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-            return run_multi_inference_plan(servable, plan, list(merged["inputs"]))
-
-        outputs = await self._enqueue_and_wait(
-            servable, (servable, ("multi_inference",) + plan), run, {"inputs": np.array(serialized, dtype=object)}, timeout
-        )
-        return multi_inference_results(plan, outputs, len(serialized))
-
-    def warmup_runner(self, loop: asyncio.AbstractEventLoop):
-        """A blocking `_warmup.Runner` for loader threads: each record goes through this session on `loop`."""
-
-        def run(api: str, servable: Any, *args: Any) -> Any:
-            if api == "predict":
-                signature_name, inputs, output_filter = args
-                call = self.predict(servable, signature_name, inputs, output_filter)
-            elif api == "multi_inference":
-                tasks, examples, context = args
-                call = self.multi_inference(servable, tasks, examples, context=context)
-            else:  # classify / regress
-                signature_name, examples, context = args
-                call = getattr(self, api)(servable, signature_name, examples, context=context)
-            return asyncio.run_coroutine_threadsafe(call, loop).result()
-
-        return run
+        return prepared.finish(await _with_deadline(future, timeout))
 
     def close(self) -> None:
         """Stop the scheduler's batch threads."""
@@ -687,15 +605,15 @@ def _expire(future: asyncio.Future) -> None:
         future.set_exception(StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
-def batching_session_from_flags(
+def batching_executor_from_flags(
     enable_batching: bool,
     batching_parameters_file: str,
     *,
     on_queued: QueuingObserver | None = None,
     on_batch: BatchObserver | None = None,
     per_model: bool = False,
-) -> BatchingSession | None:
-    """The server's BatchingSession for `--enable_batching`/`--batching_parameters_file` (None when off).
+) -> BatchingExecutor | None:
+    """The server's BatchingExecutor for `--enable_batching`/`--batching_parameters_file` (None when off).
 
     `per_model` is `--enable_per_model_batching_parameters`: then the global file only sizes and
     names the shared thread pool, and each version's own `batching_params.pbtxt` decides.
@@ -717,7 +635,7 @@ def batching_session_from_flags(
         params.max_batch_size, params.batch_timeout_micros, params.max_enqueued_batches, params.num_batch_threads,
         list(params.allowed_batch_sizes), params.thread_pool_name,
     )
-    return BatchingSession(BatchScheduler(params, on_queued=on_queued, on_batch=on_batch), per_model=per_model)
+    return BatchingExecutor(BatchScheduler(params, on_queued=on_queued, on_batch=on_batch), per_model=per_model)
 
 
 PER_MODEL_PARAMETERS_FILE = "batching_params.pbtxt"

@@ -13,7 +13,7 @@ returned, and latency is measured from the scheduled time, so a stalled server s
 latency instead of as a politely lower rate (no coordinated omission).
 
 Baselines run the same way at concurrency 1: the signature called in-process exactly as the
-server calls it (`Servable._call`), the official tensorflow-serving-api stub used as a user
+server calls it (`serving._inference.run_prepared`), the official tensorflow-serving-api stub used as a user
 would (make_tensor_proto, Predict, make_ndarray), and tfstack's `ServingClient`.
 """
 
@@ -458,12 +458,13 @@ def _sync_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]
     """A blocking `send()` for the baselines (they are measured one request at a time)."""
     target, inputs = spec.target, spec.payload.inputs
     if spec.kind == KIND_IN_PROCESS:
-        from serving._core import load_servable
+        from serving._inference import prepare_predict, run_prepared
+        from serving._servable import load_servable
 
         path = Path(target.version_path)
         servable = load_servable(target.model_name, int(path.name), path)
-        # Servable._call is exactly what the server's inference pool runs for a Predict.
-        return (lambda: servable._call(target.signature_name, inputs)), (lambda: None)
+        # Exactly what the server's inference pool runs for an unbatched Predict.
+        return (lambda: run_prepared(prepare_predict(servable, target.signature_name, inputs))), servable.retire
     if spec.kind == KIND_OFFICIAL_STUB:
         import grpc
         import tensorflow as tf

@@ -106,7 +106,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "remove_unused_fields_from_bundle_metagraph", "enable_model_warmup", "num_request_iterations_for_warmup",
         "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
         "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
-        "monitoring_config_file",
+        "monitoring_config_file", "prefer_tflite_model", "num_tflite_pools", "tensorflow_session_config_file",
+        "per_process_gpu_memory_fraction", "mixed_precision",
     }
 )
 

@@ -24,8 +24,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving._core import DEFAULT_SIGNATURE, InferenceTask, Servable, ServerCore, examples_from_input
+from serving._core import ServerCore
 from serving._errors import Code, StatusError
+from serving._inference import CLASSIFY_METHOD, DEFAULT_SIGNATURE, InferenceTask, examples_from_input
+from serving._servable import Servable
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -299,7 +301,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         for task, result in zip(request.tasks, results):
             target = response.results.add()
             _fill_spec(target.model_spec, task.model_spec.name, servable, task.model_spec.signature_name)
-            if task.method_name == "tensorflow/serving/classify":
+            if task.method_name == CLASSIFY_METHOD:
                 _fill_classifications(target.classification_result, result)
             else:
                 target.regression_result.regressions.extend(regression_pb2.Regression(value=v) for v in result)

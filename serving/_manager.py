@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from serving._core import ServerCore, State, load_servable
+from serving._core import ServerCore, State
 from serving._errors import Code, StatusError
 from serving._model_config import read_model_config_file, validate_model_config, version_policy
+from serving._servable import BundleOptions, Servable, load_servable
+from serving._warmup import read_version_warmup, replay_warmup
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
@@ -46,7 +48,7 @@ class ManagerOptions:
     file_system_poll_wait_seconds: float = 1
     max_num_load_retries: int = 5
     load_retry_interval_micros: int = 60_000_000
-    saved_model_tags: tuple[str, ...] = ("serve",)
+    bundle: BundleOptions = dataclasses.field(default_factory=BundleOptions)
     allow_version_labels_for_unavailable_models: bool = False
     load_threads: int = 2
     enable_model_warmup: bool = True
@@ -145,6 +147,8 @@ class ModelManager:
         self._load_executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, self._options.load_threads), thread_name_prefix="tfstack-load"
         )
+        # The servable of every version this manager loaded and has not unloaded yet.
+        self._loaded: dict[tuple[str, int], Servable] = {}
 
     @property
     def config(self) -> ModelServerConfig | None:
@@ -316,9 +320,7 @@ class ModelManager:
                     logger.info("Retrying load on servable version %s retry: %d", sid, attempt)
                 started = time.perf_counter()
                 try:
-                    servable = await loop.run_in_executor(
-                        self._load_executor, self._load_and_warm, name, version, path, loop
-                    )
+                    servable = await self._load_and_warm(name, version, path, loop)
                 except StatusError as exc:
                     error = exc
                 except Exception as exc:  # a loader bug must not kill the manager; report it on the version
@@ -352,23 +354,45 @@ class ModelManager:
             else:
                 self._notify()
 
-    def _load_and_warm(self, name: str, version: int, path: str, loop: asyncio.AbstractEventLoop):
-        servable = load_servable(name, version, Path(path), tags=self._options.saved_model_tags)
-        if self._core.batching is not None:
-            self._core.batching.load_parameters(servable)  # per-model batching_params.pbtxt
-        if self._options.enable_model_warmup:
-            from serving._warmup import run_directly, run_warmup
-
-            started = time.perf_counter()
-            try:
-                # TF Serving warms up through the batching session: its rules apply here too.
-                runner = self._core.batching.warmup_runner(loop) if self._core.is_batched(servable) else run_directly
-                records = run_warmup(servable, iterations=self._options.num_request_iterations_for_warmup, runner=runner)
-            except StatusError as exc:
-                self._observe("warmup", path, exc.code, time.perf_counter() - started, 0)
-                raise
-            self._observe("warmup", path, Code.OK, time.perf_counter() - started, records)
+    async def _load_and_warm(self, name: str, version: int, path: str, loop: asyncio.AbstractEventLoop) -> Servable:
+        """Load one version (off the loop), then replay its warmup records through its executor."""
+        servable = await loop.run_in_executor(self._load_executor, self._load_version, name, version, path)
+        try:
+            if self._options.enable_model_warmup:
+                await self._warm(servable, path, loop)
+        except BaseException:
+            servable.retire()
+            raise
+        self._loaded[(name, version)] = servable
         return servable
+
+    def _load_version(self, name: str, version: int, path: str) -> Servable:
+        # TF Serving reads per-model batching parameters once the session is up, so a broken
+        # model reports its own error first; read them early, raise their error after the load.
+        try:
+            parameters, parameters_error = self._core.batching_parameters_for(path), None
+        except StatusError as exc:
+            parameters, parameters_error = None, exc
+        servable = load_servable(name, version, Path(path), options=self._options.bundle, batching_parameters=parameters)
+        if parameters_error is not None:
+            servable.retire()
+            raise parameters_error
+        return servable
+
+    async def _warm(self, servable: Servable, path: str, loop: asyncio.AbstractEventLoop) -> None:
+        started = time.perf_counter()
+        try:
+            logs = await loop.run_in_executor(self._load_executor, read_version_warmup, servable.path)
+            records = 0
+            if logs is not None:
+                records = await replay_warmup(
+                    servable, logs, self._core.executor_for(servable),
+                    iterations=self._options.num_request_iterations_for_warmup,
+                )
+        except StatusError as exc:
+            self._observe("warmup", path, exc.code, time.perf_counter() - started, 0)
+            raise
+        self._observe("warmup", path, Code.OK, time.perf_counter() - started, records)
 
     def _observe(self, event: str, *args) -> None:
         if self._observer is None:
@@ -382,8 +406,11 @@ class ModelManager:
         sid = _servable_id(name, version)
         logger.info("Unloading servable version %s", sid)
         self._core.set_version_state(name, version, State.UNLOADING)
-        # Requests that already hold the servable keep it alive until they finish.
         self._core.set_version_state(name, version, State.END)
+        servable = self._loaded.pop((name, version), None)
+        if servable is not None:
+            # Requests still running on it keep its Session until they finish; then it is freed.
+            servable.retire()
         logger.info("Done unloading servable version %s", sid)
 
     # ------------------------------------------------------------------ background work
@@ -438,3 +465,7 @@ class ModelManager:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._load_executor.shutdown(wait=False, cancel_futures=True)
+        # TF Serving unloads every servable on shutdown; here that frees their Sessions.
+        for servable in self._loaded.values():
+            servable.retire()
+        self._loaded.clear()

@@ -20,6 +20,7 @@ from serving._errors import Code, StatusError
 from serving._flags import USAGE, FlagError, ServerOptions, help_text, parse_flags
 from serving._manager import ManagerOptions, ModelManager
 from serving._model_config import read_model_config_file, single_model_config
+from serving._servable import BundleOptions
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -54,28 +55,28 @@ def _check_options(options: ServerOptions) -> None:
         )
 
 
-def _configure_tensorflow(options: ServerOptions) -> None:
-    """Apply the TF threading flags before any op runs.
+def _bundle_options(options: ServerOptions) -> BundleOptions:
+    """How versions load, from the flags, as server.cc fills SessionBundleConfig.
 
-    0 ("auto") means one intra-op and one inter-op thread here, where TF Serving lets TF pick:
-    the embedded server already runs requests in parallel on its inference pool, and on a few
-    cores TF's own pools made batch-1 signatures about 2x slower while serving (see the
-    latency benchmark). Pass the flags to get TF's per-op parallelism back.
+    The thread flags keep TF Serving's meaning and conflict rule, except that with none of them
+    set each Session gets one intra-op and one inter-op thread instead of one per core (see
+    `session_config_from_flags`); every version's Session gets the same ConfigProto.
     """
-    session = options.tensorflow_session_parallelism
-    intra, inter = options.tensorflow_intra_op_parallelism, options.tensorflow_inter_op_parallelism
-    if session and (intra or inter):
-        raise StatusError(
-            Code.INVALID_ARGUMENT,
-            "Either configure server_options.tensorflow_session_parallelism or "
-            "(server_options.tensorflow_intra_op_parallelism, server_options.tensorflow_inter_op_parallelism). "
-            f"Received: --tensorflow_session_parallelism={session} --tensorflow_intra_op_parallelism={intra} "
-            f"--tensorflow_inter_op_parallelism={inter}",
-        )
-    import tensorflow as tf
+    from serving._servable import session_config_from_flags
 
-    tf.config.threading.set_intra_op_parallelism_threads(session or intra or 1)
-    tf.config.threading.set_inter_op_parallelism_threads(session or inter or 1)
+    return BundleOptions(
+        saved_model_tags=options.tags or ("serve",),
+        session_config=session_config_from_flags(
+            session_parallelism=options.tensorflow_session_parallelism,
+            intra_op_parallelism=options.tensorflow_intra_op_parallelism,
+            inter_op_parallelism=options.tensorflow_inter_op_parallelism,
+            session_config_file=options.tensorflow_session_config_file,
+            per_process_gpu_memory_fraction=options.per_process_gpu_memory_fraction,
+        ),
+        mixed_precision=options.mixed_precision,
+        prefer_tflite_model=options.prefer_tflite_model,
+        num_tflite_pools=options.num_tflite_pools,
+    )
 
 
 def _initial_config(options: ServerOptions):
@@ -136,12 +137,12 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
     try:
         _check_options(options)
         config = _initial_config(options)
-        _configure_tensorflow(options)
-        from serving._batching import batching_session_from_flags
+        bundle = _bundle_options(options)
+        from serving._batching import batching_executor_from_flags
         from serving._monitoring import metrics_from_flags
 
         metrics, metrics_path = metrics_from_flags(options.rest_api_port, options.monitoring_config_file)
-        batching = batching_session_from_flags(
+        batching = batching_executor_from_flags(
             options.enable_batching,
             options.batching_parameters_file,
             on_queued=metrics.observe_queuing if metrics is not None else None,
@@ -151,17 +152,18 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
     except StatusError as exc:
         return _startup_failure(exc)
 
-    core = ServerCore(inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads))
-    core.batching = batching
-    if metrics is not None:
-        core.on_inference = metrics.observe_inference
+    core = ServerCore(
+        inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads),
+        batching=batching,
+        on_inference=metrics.observe_inference if metrics is not None else None,
+    )
     manager = ModelManager(
         core,
         ManagerOptions(
             file_system_poll_wait_seconds=options.file_system_poll_wait_seconds,
             max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_micros=options.load_retry_interval_micros,
-            saved_model_tags=options.tags,
+            bundle=bundle,
             allow_version_labels_for_unavailable_models=options.allow_version_labels_for_unavailable_models,
             load_threads=max(2, options.num_load_threads),
             enable_model_warmup=options.enable_model_warmup,

@@ -1,27 +1,30 @@
 """SavedModel warmup: replay `assets.extra/tf_serving_warmup_requests` before a version serves (spec §5).
 
-Runs inside the load (in the loader thread), so a version turns AVAILABLE only once its first
-real requests will not pay for graph tracing; any warmup error fails that version's load.
+Runs inside the load, so a version turns AVAILABLE only once its first real requests will not
+pay for the Session's first runs; any warmup error fails that version's load. Each record is
+prepared with the same functions as a live request (`serving._inference`) and run by the
+version's executor, so with batching on it goes through the batch scheduler, as TF Serving's
+warmup goes through its batching session.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from serving._core import (
-    InferenceTask,
-    Servable,
-    examples_from_input,
-    run_classify,
-    run_multi_inference,
-    run_predict,
-    run_regress,
-)
 from serving._errors import Code, StatusError
+from serving._inference import (
+    Executor,
+    InferenceTask,
+    Prepared,
+    examples_from_input,
+    prepare_classify,
+    prepare_multi_inference,
+    prepare_predict,
+    prepare_regress,
+)
+from serving._servable import Servable
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -37,7 +40,7 @@ def warmup_path(version_dir: Path) -> Path:
 
 
 def read_warmup_records(path: Path) -> list:
-    """Parse the TFRecord file of PredictionLogs, with TF Serving's limits and texts."""
+    """Parse the TFRecord file of PredictionLogs, with TF Serving's limits and texts (blocking)."""
     import tensorflow as tf
     from google.protobuf.message import DecodeError
     from tensorflow_serving.apis import prediction_log_pb2
@@ -62,67 +65,64 @@ def read_warmup_records(path: Path) -> list:
     return logs
 
 
-# How a replayed request runs: (api, servable, signature_name, payload, extra) -> result, where api
-# is "predict" | "classify" | "regress" | "multi_inference" (see `_replay`). Blocking.
-Runner = Callable[..., Any]
-
-
-_DIRECT = {"predict": run_predict, "classify": run_classify, "regress": run_regress, "multi_inference": run_multi_inference}
-
-
-def run_directly(api: str, servable: Servable, *args: Any) -> Any:
-    """The default runner: the blocking run_* entry points, in the calling (loader) thread."""
-    return _DIRECT[api](servable, *args)
-
-
-def run_warmup(servable: Servable, *, iterations: int = 1, runner: Runner = run_directly) -> int:
-    """Replay the version's warmup records `iterations` times; returns how many records were read.
-
-    `runner` lets the server send the records through its batch scheduler, as TF Serving's warmup
-    goes through the batching session (so batching's rules and padding apply to warmup too).
-
-    Raises:
-        StatusError: the file is malformed, holds an unsupported log type, or a request fails.
-    """
-    path = warmup_path(servable.path)
+def read_version_warmup(version_dir: Path) -> list | None:
+    """The version's warmup records, or None when it has no warmup file (blocking)."""
+    path = warmup_path(version_dir)
     if not path.is_file():
         logger.info("No warmup data file found at %s", path)
-        return 0
-    started = time.perf_counter()
-    logs = read_warmup_records(path)
-    for _ in range(max(1, iterations)):
-        for log in logs:
-            _replay(servable, log, runner)
-    logger.info(
-        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
-        "Elapsed time (microseconds): %d.",
-        path, len(logs), (time.perf_counter() - started) * 1e6,
-    )
-    return len(logs)
+        return None
+    return read_warmup_records(path)
 
 
-def _replay(servable: Servable, log, runner: Runner) -> None:
+def prepare_record(servable: Servable, log) -> Prepared | None:
+    """A PredictionLog's request, prepared like a live one (None for a record without a log type).
+
+    Only the signature name of its model spec matters; the model name and version are ignored.
+
+    Raises:
+        StatusError: UNIMPLEMENTED for session_run/predict_streamed logs, or the request's own
+            validation error.
+    """
     import tensorflow as tf
 
     kind = log.WhichOneof("log_type")
     if kind is None:
-        return
+        return None
     if kind == "predict_log":
         request = log.predict_log.request
         inputs = {alias: tf.make_ndarray(proto) for alias, proto in request.inputs.items()}
-        runner("predict", servable, request.model_spec.signature_name, inputs, list(request.output_filter))
-    elif kind == "classify_log":
+        return prepare_predict(servable, request.model_spec.signature_name, inputs, list(request.output_filter))
+    if kind == "classify_log":
         request = log.classify_log.request
-        runner("classify", servable, request.model_spec.signature_name, *examples_from_input(request.input))
-    elif kind == "regress_log":
+        return prepare_classify(servable, request.model_spec.signature_name, *examples_from_input(request.input))
+    if kind == "regress_log":
         request = log.regress_log.request
-        runner("regress", servable, request.model_spec.signature_name, *examples_from_input(request.input))
-    elif kind == "multi_inference_log":
+        return prepare_regress(servable, request.model_spec.signature_name, *examples_from_input(request.input))
+    if kind == "multi_inference_log":
         request = log.multi_inference_log.request
         tasks = [
             InferenceTask(model_name=t.model_spec.name, signature_name=t.model_spec.signature_name, method_name=t.method_name)
             for t in request.tasks
         ]
-        runner("multi_inference", servable, tasks, *examples_from_input(request.input))
-    else:
-        raise StatusError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {_LOG_TYPE_NUMBER.get(kind, kind)}")
+        return prepare_multi_inference(servable, tasks, *examples_from_input(request.input))
+    raise StatusError(Code.UNIMPLEMENTED, f"Unsupported log_type for warmup: {_LOG_TYPE_NUMBER.get(kind, kind)}")
+
+
+async def replay_warmup(servable: Servable, logs: list, executor: Executor, *, iterations: int = 1) -> int:
+    """Run every record `iterations` times through `executor`; returns how many records there are.
+
+    Raises:
+        StatusError: a record cannot be prepared or its run fails (the load then fails).
+    """
+    started = time.perf_counter()
+    for _ in range(max(1, iterations)):
+        for log in logs:
+            prepared = prepare_record(servable, log)
+            if prepared is not None:
+                await executor.run(prepared, None)
+    logger.info(
+        "Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+        "Elapsed time (microseconds): %d.",
+        warmup_path(servable.path), len(logs), (time.perf_counter() - started) * 1e6,
+    )
+    return len(logs)

@@ -19,7 +19,6 @@ from client import (
     AsyncServingClient,
     BadResponseError,
     ClassifyResult,
-    InternalServerError,
     InvalidInputError,
     ModelNotFoundError,
     RegressResult,
@@ -43,8 +42,8 @@ DOUBLE_REGRESSOR = "double_regressor"
 
 
 def _build_double_regressor(path: Path) -> None:
-    """A regress signature whose output is float64: TF Serving answers INTERNAL
-    ("Expected output Tensor of DT_FLOAT"), the one server-side failure a model can provoke."""
+    """A regress signature whose output is float64: TF Serving answers INVALID_ARGUMENT
+    ("Expected output Tensor of DT_FLOAT.  Got: DT_DOUBLE", regressor.cc PostProcessRegressionResult)."""
     import tensorflow as tf
 
     class DoubleRegressor(tf.Module):
@@ -202,7 +201,7 @@ ERROR_CASES = {
     "int feature for float": (lambda c: c.regress(MODEL, [{"x": 2}], signature_name="regress_x_to_y"), InvalidInputError, "INVALID_ARGUMENT", ""),
     "unknown output": (lambda c: c.predict(MODEL, {"x": [1.0]}, output_filter=["nope"]), InvalidInputError, "INVALID_ARGUMENT", "nope"),
     "string for float": (lambda c: c.predict(MODEL, {"x": ["a"]}), InvalidInputError, "INVALID_ARGUMENT", ""),
-    "server-side failure": (lambda c: c.regress(DOUBLE_REGRESSOR, [{"x": 1.0}]), InternalServerError, "INTERNAL", "Expected output Tensor of DT_FLOAT"),
+    "float64 regression output": (lambda c: c.regress(DOUBLE_REGRESSOR, [{"x": 1.0}]), InvalidInputError, "INVALID_ARGUMENT", "Expected output Tensor of DT_FLOAT.  Got: DT_DOUBLE"),
 }
 
 

@@ -114,9 +114,11 @@ def test_classify_regress_and_multi_inference(predictions):
     assert (result.model_spec.name, result.model_spec.version.value) == (MODEL_NAME, VERSION)
 
 
-def test_multi_inference_across_tf2_signatures_is_rejected_like_tf_serving(predictions):
-    # TF2 exports give every signature its own input placeholder, so TF Serving refuses to
-    # run two of them on one input tensor.
+def test_multi_inference_across_tf2_signatures_feeds_each_input(predictions):
+    # TF2 exports give every signature its own input placeholder. TF Serving 2.x collects the
+    # set of input tensor names and feeds the same serialized examples to each
+    # (servables/tensorflow/multi_inference.cc TensorFlowMultiInferenceRunner::Infer); its
+    # model_servers/tensorflow_model_server_test.py testMultiInferenceTf2 expects 3.0 from both.
     request = inference_pb2.MultiInferenceRequest()
     for signature, method in (("regress_x_to_y", "regress"), ("classify_x_to_y", "classify")):
         task = request.tasks.add()
@@ -124,8 +126,10 @@ def test_multi_inference_across_tf2_signatures_is_rejected_like_tf_serving(predi
         task.model_spec.signature_name = signature
         task.method_name = f"tensorflow/serving/{method}"
     request.input.example_list.examples.append(_example(x=2.0))
-    _expect_error(predictions.MultiInference, request, grpc.StatusCode.INVALID_ARGUMENT,
-                  "Input tensor must be the same for all Signatures.")
+    regression, classification = predictions.MultiInference(request, timeout=30).results
+    assert [r.value for r in regression.regression_result.regressions] == [3.0]
+    assert [c.score for c in classification.classification_result.classifications[0].classes] == [3.0]
+    assert [r.model_spec.signature_name for r in (regression, classification)] == ["regress_x_to_y", "classify_x_to_y"]
 
 
 def test_model_metadata(predictions):

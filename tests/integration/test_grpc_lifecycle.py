@@ -161,7 +161,9 @@ def test_config_file_several_models_reload_and_failures(tmp_path: Path, half_plu
         assert info.value.code() == grpc.StatusCode.UNKNOWN
         assert info.value.details().startswith("1 model(s) did not become available: {{name: broken version: 7} due to error: ")
         state, code, message = _status(models, "broken")[7]
-        assert state == END and code == grpc.StatusCode.NOT_FOUND.value[0] and "SavedModel file does not exist" in message
+        # session_bundle/oss/session_bundle_util.cc LoadSessionBundleOrSavedModelBundle's text.
+        assert state == END and code == grpc.StatusCode.NOT_FOUND.value[0]
+        assert "Specified file path does not appear to contain a SavedModel bundle" in message
         assert _predict(predictions, "three").model_spec.version.value == 1
 
 

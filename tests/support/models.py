@@ -136,3 +136,79 @@ def build_half_plus_two_tf1(path: Path, *, b: float = 2.0, c: float = 3.0) -> Pa
             builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures)
             builder.save()
     return path
+
+
+def build_vocab_classifier_tf1(path: Path, labels: tuple[str, ...] = ("cat", "dog", "fish"),
+                               *, init_collection: str = "legacy_init_op") -> Path:
+    """A TF1-graph classifier whose class labels come from an asset file, the Estimator-era way.
+
+    `assets/labels.txt` holds one label per line; a hash table reads it in the init op stored in
+    the `init_collection` collection ("legacy_init_op" or "saved_model_main_op"), which only works
+    if the loader feeds the asset's path to its placeholder. Signatures:
+      serving_default (predict): x float [N] -> classes string [N, C] (every label), scores
+          float [N, C] (softmax of x * [0, 1, 2, ...]), label_path string [] (the fed asset path);
+      classify (classify): inputs serialized tf.Example with float x -> classes, scores.
+    """
+    import tensorflow as tf
+
+    v1 = tf.compat.v1
+    path = Path(path)
+    source = path.parent / f".{path.name}-assets" / "labels.txt"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("\n".join(labels) + "\n")
+    graph = tf.Graph()
+    with graph.as_default():
+        asset = tf.constant(str(source), name="labels_asset_path")
+        v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS, asset)
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.TextFileInitializer(asset, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+                                          tf.string, tf.lookup.TextFileIndex.WHOLE_LINE),
+            default_value="?",
+        )
+        seen_path = v1.Variable("", name="seen_label_path", trainable=False)
+        init = tf.group(v1.tables_initializer(), seen_path.assign(asset), name="init_all")
+        x = v1.placeholder(tf.float32, [None], name="x")
+        serialized = v1.placeholder(tf.string, [None], name="tf_example")
+        parsed = tf.io.parse_example(serialized, {"x": tf.io.FixedLenFeature([], tf.float32)})
+        ids = tf.range(len(labels), dtype=tf.int64)
+
+        def head(values):
+            scores = tf.nn.softmax(tf.expand_dims(values, 1) * tf.cast(ids, tf.float32), name=None)
+            classes = tf.tile(tf.expand_dims(table.lookup(ids), 0), [tf.shape(values)[0], 1])
+            return classes, scores
+
+        classes, scores = head(x)
+        example_classes, example_scores = head(parsed["x"])
+        sig = v1.saved_model.signature_def_utils
+        info = v1.saved_model.utils.build_tensor_info
+        signatures = {
+            "serving_default": sig.build_signature_def(
+                {"x": info(x)},
+                {"classes": info(classes), "scores": info(scores), "label_path": info(seen_path.read_value())},
+                "tensorflow/serving/predict",
+            ),
+            "classify": sig.build_signature_def(
+                {"inputs": info(serialized)}, {"classes": info(example_classes), "scores": info(example_scores)},
+                "tensorflow/serving/classify",
+            ),
+        }
+        with v1.Session(graph=graph) as session:
+            session.run([v1.global_variables_initializer(), v1.tables_initializer()])
+            builder = v1.saved_model.Builder(str(path))
+            builder.add_meta_graph_and_variables(
+                session, ["serve"], signature_def_map=signatures,
+                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS), main_op=init,
+            )
+            builder.save()
+    if init_collection != "saved_model_main_op":
+        # TF 2's builder always writes main_op; older exports named the same op legacy_init_op.
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        saved_model = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+        collections = saved_model.meta_graphs[0].collection_def
+        collections[init_collection].CopyFrom(collections["saved_model_main_op"])
+        del collections["saved_model_main_op"]
+        (path / "saved_model.pb").write_bytes(saved_model.SerializeToString())
+    source.unlink()
+    source.parent.rmdir()
+    return path

@@ -417,23 +417,57 @@ async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_
 
 
 async def test_deadline_while_queued_is_deadline_exceeded():
-    from serving._batching import BatchingSession
+    from serving._batching import BatchingExecutor
+    from serving._inference import Prepared
 
     gate = threading.Event()
 
     class Servable:
-        signature_defs: dict = {}
+        batching_parameters = None
 
-        def _call(self, signature_name, merged):
+        def run(self, feeds, fetches):
             gate.wait(10)
-            return {"y": merged["x"]}
+            return {"y": feeds["x"]}
 
     scheduler = BatchScheduler(BatchingParameters(num_batch_threads=1))
-    session = BatchingSession(scheduler)
+    executor = BatchingExecutor(scheduler)
+    prepared = Prepared(servable=Servable(), feeds={"x": np.zeros((1,))}, fetches=("y",), finish=dict)
     try:
         with pytest.raises(StatusError) as info:
-            await session._submit(Servable(), "serving_default", {"x": np.zeros((1,))}, 0.05)
+            await executor.run(prepared, 0.05)
         gate.set()
     finally:
         scheduler.close()
     assert info.value.code is Code.DEADLINE_EXCEEDED and info.value.message == "Deadline Exceeded"
+
+
+async def test_requests_feeding_and_fetching_the_same_tensors_share_a_batch(tmp_path):
+    # TF's batching session keys its queues by TensorSignature (input and output tensor names),
+    # not by API or signature name: on the TF1 graph classify_x_to_y and regress_x_to_y both feed
+    # tf_example:0 and fetch y:0, so they merge; a Predict fetching other tensors gets its own batch.
+    import tensorflow as tf
+
+    from serving import ServerCore, load_servable
+    from serving._batching import BatchingExecutor
+    from tests.support.models import build_half_plus_two_tf1
+
+    def example(x: float) -> bytes:
+        return tf.train.Example(features=tf.train.Features(feature={
+            "x": tf.train.Feature(float_list=tf.train.FloatList(value=[x]))})).SerializeToString()
+
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=200_000, num_batch_threads=1)
+    servable = load_servable("m", 1, build_half_plus_two_tf1(tmp_path / "1"), batching_parameters=params)
+    executor = BatchingExecutor(BatchScheduler(params))
+    core = ServerCore(inference_threads=1, batching=executor)
+    try:
+        classified, regressed, predicted = await asyncio.gather(
+            core.classify(servable, "classify_x_to_y", [example(2.0)]),
+            core.regress(servable, "regress_x_to_y", [example(4.0), example(6.0)]),
+            core.predict(servable, "serving_default", {"x": np.array([[2.0]], np.float32)}),
+        )
+    finally:
+        executor.close()
+        core.close()
+        servable.retire()
+    assert classified == [[("", 3.0)]] and regressed == [4.0, 5.0] and predicted["y"].tolist() == [[3.0]]
+    assert executor.scheduler.batches_run == 2

@@ -122,7 +122,9 @@ async def test_failed_version_ends_with_its_error_and_the_old_one_keeps_serving(
     await manager.poll()
     await _until(lambda: _states(core).get(2) is State.END)
     (row,) = core.model_status("m", 2)
-    assert row.error_code is Code.NOT_FOUND and "SavedModel file does not exist" in row.error_message
+    # TF Serving's text for a directory without saved_model.pb (session_bundle/oss/session_bundle_util.cc).
+    assert row.error_code is Code.NOT_FOUND
+    assert "Specified file path does not appear to contain a SavedModel bundle" in row.error_message
     assert core.resolve("m").version == 1
     await manager.poll()  # not retried while it stays aspired
     assert _states(core) == {2: State.END, 1: State.AVAILABLE}

@@ -12,7 +12,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from serving import Code, ServerCore, State, StatusError, load_servable
 from serving._manager import ManagerOptions, ModelManager
 from serving._model_config import single_model_config
-from serving._warmup import run_warmup, warmup_path
+from serving._warmup import read_version_warmup, replay_warmup, warmup_path
 
 
 def _example(x: float) -> tf.train.Example:
@@ -52,13 +52,27 @@ def _write(path: Path, records: list[bytes]) -> None:
             writer.write(record)
 
 
-def test_all_supported_log_types_replay(version_dir: Path):
+async def _warm(version_dir: Path, *, iterations: int = 1) -> int | None:
+    """Read and replay a version's warmup file as the manager does (None: no file)."""
+    servable = load_servable("m", 1, version_dir)
+    core = ServerCore(inference_threads=1)
+    try:
+        logs = read_version_warmup(version_dir)
+        if logs is None:
+            return None
+        return await replay_warmup(servable, logs, core.executor_for(servable), iterations=iterations)
+    finally:
+        core.close()
+        servable.retire()
+
+
+async def test_all_supported_log_types_replay(version_dir: Path):
     _write(warmup_path(version_dir), [log.SerializeToString() for log in _logs()])
-    assert run_warmup(load_servable("m", 1, version_dir), iterations=2) == 5
+    assert await _warm(version_dir, iterations=2) == 5
 
 
-def test_no_file_is_fine(version_dir: Path):
-    assert run_warmup(load_servable("m", 1, version_dir)) == 0
+async def test_no_file_is_fine(version_dir: Path):
+    assert await _warm(version_dir) is None
 
 
 @pytest.mark.parametrize(
@@ -71,7 +85,7 @@ def test_no_file_is_fine(version_dir: Path):
         ("bad_request", Code.FAILED_PRECONDITION, 'Serving signature key "nope" not found.'),
     ],
 )
-def test_bad_warmup_files(version_dir: Path, content, code, text):
+async def test_bad_warmup_files(version_dir: Path, content, code, text):
     path = warmup_path(version_dir)
     if content == "session_run":
         log = prediction_log_pb2.PredictionLog()
@@ -89,7 +103,7 @@ def test_bad_warmup_files(version_dir: Path, content, code, text):
         log.predict_log.request.model_spec.signature_name = "nope"
         _write(path, [log.SerializeToString()])
     with pytest.raises(StatusError) as info:
-        run_warmup(load_servable("m", 1, version_dir))
+        await _warm(version_dir)
     assert info.value.code is code and text in info.value.message
 
 
@@ -137,7 +151,7 @@ async def test_the_manager_reports_load_attempts_and_warmups_to_its_observer(tmp
 async def test_with_batching_warmup_goes_through_the_batch_scheduler(tmp_path: Path, half_plus_two_base: Path):
     # TF Serving warms up through the batching session: the records run as batches, and a record
     # that batching refuses (here one larger than max_batch_size) fails the version's load.
-    from serving._batching import BatchingParameters, BatchingSession, BatchScheduler
+    from serving._batching import BatchingExecutor, BatchingParameters, BatchScheduler
 
     fits, too_big = tmp_path / "fits" / "1", tmp_path / "too_big" / "1"
     for target, rows in ((fits, 2), (too_big, 3)):
@@ -145,17 +159,17 @@ async def test_with_batching_warmup_goes_through_the_batch_scheduler(tmp_path: P
         log = prediction_log_pb2.PredictionLog()
         log.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto([1.0] * rows, dtype=tf.float32))
         _write(warmup_path(target), [log.SerializeToString(), *(entry.SerializeToString() for entry in _logs()[1:4])])
-    core = ServerCore(inference_threads=1)
-    core.batching = BatchingSession(BatchScheduler(BatchingParameters(max_batch_size=2, num_batch_threads=1)))
+    batching = BatchingExecutor(BatchScheduler(BatchingParameters(max_batch_size=2, num_batch_threads=1)))
+    core = ServerCore(inference_threads=1, batching=batching)
     manager = ModelManager(core, ManagerOptions(file_system_poll_wait_seconds=0, max_num_load_retries=0))
     try:
         await manager.apply_config(single_model_config("fits", str(fits.parent)))
-        assert core.batching.scheduler.batches_run == 4  # predict, regress, classify, multi-inference
+        assert batching.scheduler.batches_run == 4  # predict, regress, classify, multi-inference
         with pytest.raises(StatusError):
             await manager.apply_config(single_model_config("too_big", str(too_big.parent)))
         (row,) = core.model_status("too_big")
         assert row.state is State.END and row.error_message == "Task size 3 is larger than maximum input batch size 2"
     finally:
         await manager.close()
-        core.batching.close()
+        batching.close()
         core.close()
