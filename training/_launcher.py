@@ -24,8 +24,8 @@ from typing import IO, Sequence
 from training._errors import TrainingError
 from training._multiworker import BACKUP_DIRNAME
 
-# How long a worker gets to exit after SIGTERM before it is killed.
-_STOP_GRACE_SECONDS = 10.0
+# How long a worker gets to exit after SIGINT before it is killed.
+_STOP_GRACE_SECONDS = 3.0
 
 
 class WorkerFailed(TrainingError):
@@ -167,10 +167,17 @@ def _wait_for_all_or_first_failure(workers: list[_Worker]) -> _Worker | None:
 
 
 def _stop(workers: list[_Worker]) -> list[int]:
-    """Terminate the workers still running (kill those that ignore it); their indexes."""
+    """Interrupt the workers still running, kill those still there after a grace; their indexes.
+
+    Not SIGTERM: a TensorFlow worker of a multi-worker cluster takes SIGTERM as a preemption
+    notice and keeps training (tsl's preemption_notifier.cc replaces the handler). SIGINT
+    raises KeyboardInterrupt, which lets a chief that is publishing clean up its staging; a
+    worker blocked in a collective with a dead peer only notices it at the next Python line,
+    so the grace is short.
+    """
     alive = [w for w in workers if w.process.poll() is None]
     for worker in alive:
-        worker.process.terminate()
+        worker.process.send_signal(signal.SIGINT)
     for worker in alive:
         try:
             worker.process.wait(timeout=_STOP_GRACE_SECONDS)
