@@ -244,14 +244,16 @@ def _strategy(name: str, tf):
 
 
 def _tf_error_text(exc: Exception) -> str:
-    """TensorFlow's message on one line, without the Python stack it embeds ("Detected at node ...")."""
+    """The error's message on one line; without the Python stack TensorFlow embeds in graph errors."""
     message = getattr(exc, "message", None) or str(exc)
-    kept = [
-        line.strip()
-        for line in message.splitlines()
-        if line.strip() and not line[:1].isspace() and not re.match(r"(Detected at node|Graph execution error)", line)
-    ]
-    return " ".join(kept) or message
+    lines = [line for line in message.splitlines() if line.strip()]
+    if "Detected at node" in message:
+        # "Graph execution error: Detected at node X defined at (most recent call last): <indented stack>"
+        lines = [
+            line for line in lines
+            if not line[:1].isspace() and not re.match(r"(Detected at node|Graph execution error)", line)
+        ]
+    return " ".join(line.strip() for line in lines) or message
 
 
 def _line_writer(console: Any):

@@ -262,3 +262,21 @@ def test_local_workers_run_the_same_options_as_multi_worker_processes(tmp_path: 
         TrainConfig(model="mlp", hidden=(16, 8), epochs=3, strategy="multi-worker"), "digits", workers=2
     )
     assert run_dir == expected.absolute()
+
+
+def test_a_lost_peer_is_reported_on_one_line_without_tensorflows_python_stack() -> None:
+    import tensorflow as tf
+
+    from training._train import _tf_error_text
+
+    message = (
+        "Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at (most recent call last):\n"
+        '  File "/usr/bin/tfstack", line 8, in <module>\n\n'
+        "Collective ops is aborted by: The following tasks are unhealthy (stopped sending heartbeats):\n"
+        "/job:worker/replica:0/task:1\nThe tasks have crashed.\n\t [[{{node CollectiveReduceV2}}]]"
+    )
+
+    assert _tf_error_text(tf.errors.UnavailableError(None, None, message)) == (
+        "Collective ops is aborted by: The following tasks are unhealthy (stopped sending heartbeats): "
+        "/job:worker/replica:0/task:1 The tasks have crashed."
+    )
