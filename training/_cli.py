@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +67,11 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Same seed, same split and metrics.")
 @click.option("--strategy", default=_DEFAULTS.strategy, show_default=True,
               help=f"tf.distribute strategy: {', '.join(STRATEGIES)} (multi-worker reads TF_CONFIG).")
-@click.option("--run-dir", default=None, help="TensorBoard logs and summary. [default: runs/<model-name>-<UTC time>]")
+@click.option("--local-workers", type=int, default=None,
+              help="Run N multi-worker processes on 127.0.0.1 (a whole cluster on this machine); the chief publishes.")
+@click.option("--run-dir", default=None,
+              help="TensorBoard logs, summary and (multi-worker) backup. "
+                   "[default: runs/<model-name>-<UTC time>; multi-worker: runs/<model-name>-<settings digest>]")
 @click.option("--base-path", default="./models", show_default=True, help="Model repository root.")
 @click.option("--model-name", default=None, help="Name in the repository. [default: the dataset name]")
 @click.option("--version", "version", type=int, default=None, help="Publish as this version (must not exist).")
@@ -75,11 +80,14 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 def train(
     dataset, csv_path, target, image_dir, image_size, color_mode, task, model, hidden, activation, optimizer,
     learning_rate, momentum, batch_size, epochs, patience, validation_split, test_split, seed, strategy,
-    run_dir, base_path, model_name, version, no_export, quiet,
+    local_workers, run_dir, base_path, model_name, version, no_export, quiet,
 ) -> None:
     """Train a model and publish it as a new version under --base-path.
 
     With no options: a CNN on scikit-learn's digits, published as models/digits/<next version>.
+
+    Multi-worker: run the same command with --strategy multi-worker on every host, each with its
+    TF_CONFIG; or --local-workers N to start N such workers on this machine.
     """
     from rich.console import Console
 
@@ -97,8 +105,13 @@ def train(
         )
         if version is not None and version < 1:
             raise ConfigError(f"--version must be >= 1. Received: version={version}")
+        if local_workers is not None:
+            _check_local_workers(local_workers, strategy)
         if not no_export:
             _check_repository(config, base_path, version)
+        if local_workers is not None:
+            _run_local_cluster(click.get_current_context(), config, local_workers, quiet)
+            return
         from training._metrics import confusion_table, metrics_tables
         from training._train import train as run_training
 
@@ -108,6 +121,16 @@ def train(
     except TrainingError as exc:
         raise click.ClickException(str(exc)) from exc
 
+    if not result.is_chief:
+        # Every multi-worker process runs this command; the chief alone evaluates and publishes.
+        if not quiet:
+            out.print(
+                f"Worker {result.worker_index} of {result.workers} trained {result.config.model} on "
+                f"{result.dataset.name} in {elapsed:.1f}s ({result.metrics['epochs_trained']} epochs); "
+                "the chief (worker 0) evaluates and publishes.",
+                soft_wrap=True,
+            )
+        return
     if not quiet:
         out.print(
             f"Trained {result.config.model} on {result.dataset.name} in {elapsed:.1f}s "
@@ -122,11 +145,6 @@ def train(
         out.print(f"TensorBoard logs: {result.run_dir / 'logs'}")
     if no_export:
         return
-    if not result.is_chief:
-        # Every multi-worker process runs this command; the chief alone publishes the shared model.
-        if not quiet:
-            out.print("Not the chief worker of this multi-worker run: nothing to publish.")
-        return
     import export
 
     try:
@@ -137,6 +155,59 @@ def train(
         click.echo(str(published.path))
     else:
         out.print(f"Published {published.model_name} version {published.version}: {published.path}", soft_wrap=True)
+
+
+def _check_local_workers(count: int, strategy: str) -> None:
+    if count < 1:
+        raise ConfigError(f"--local-workers must be >= 1. Received: local_workers={count}")
+    source = click.get_current_context().get_parameter_source("strategy")
+    if source is not click.core.ParameterSource.DEFAULT and strategy != "multi-worker":
+        raise ConfigError(
+            "--local-workers runs a multi-worker cluster; drop --strategy or use --strategy multi-worker. "
+            f"Received: strategy={strategy!r}"
+        )
+
+
+def _run_local_cluster(ctx: click.Context, config: TrainConfig, count: int, quiet: bool) -> None:
+    """Start `count` copies of this command as one multi-worker cluster on 127.0.0.1 and wait."""
+    import dataclasses
+
+    from training._datasets import dataset_name
+    from training._launcher import run_local_workers
+    from training._train import multi_worker_run_dir
+
+    config = dataclasses.replace(config, strategy="multi-worker")
+    if config.run_dir is not None:
+        run_dir = Path(config.run_dir)
+    else:
+        run_dir = multi_worker_run_dir(config, config.model_name or dataset_name(config), workers=count)
+    run_dir = run_dir.absolute()
+    command = [
+        sys.executable, "-m", "tfstack_cli", "train", *_forwarded_options(ctx, skip={"local_workers", "strategy", "run_dir"}),
+        "--strategy", "multi-worker", "--run-dir", str(run_dir),
+    ]
+    if not quiet:
+        click.echo(f"Starting {count} workers on 127.0.0.1; run directory {run_dir}", err=True)
+    run_local_workers(command, count=count, run_dir=run_dir, quiet=quiet)
+    if not quiet:
+        click.echo(f"All {count} workers finished; worker logs: {run_dir}/worker-<i>.log", err=True)
+
+
+def _forwarded_options(ctx: click.Context, *, skip: set[str]) -> list[str]:
+    """The options this command was given (not their defaults), as arguments for a worker."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in skip:
+            continue
+        if ctx.get_parameter_source(param.name) is click.core.ParameterSource.DEFAULT:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            if value:
+                args.append(param.opts[0])
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 def _check_repository(config: TrainConfig, base_path: str, version: int | None) -> None:

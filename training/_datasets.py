@@ -136,6 +136,16 @@ def load_dataset(config: TrainConfig | None = None, **settings: Any) -> Dataset:
     )
 
 
+def tensor_inputs(inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """Raw inputs as Keras takes them: string columns (object arrays of str) become tf.string tensors."""
+    import tensorflow as tf
+
+    return {
+        k: tf.constant(v.astype(str).tolist(), dtype=tf.string) if v.dtype == object else v
+        for k, v in inputs.items()
+    }
+
+
 def fingerprint(split: Split) -> str:
     """sha256 over the feature arrays (name, dtype, shape, bytes) and the labels of `split`."""
     digest = hashlib.sha256()

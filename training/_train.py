@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training._config import TrainConfig
-from training._datasets import Dataset, load_dataset
-from training._errors import ConfigError, TrainingError
+from training._datasets import Dataset, load_dataset, tensor_inputs
+from training._errors import TrainingError
 from training._metrics import classification_metrics, regression_metrics
 from training._models import build_model, resolve_model
+from training._multiworker import WorkerRole, multi_worker_strategy, worker_role
+from training._multiworker import fit as fit_multi_worker
 
 # Rows of the test split that travel with the export (warmup records and load-time verification).
 SAMPLE_ROWS = 16
@@ -32,15 +36,24 @@ class TrainResult:
     confusion_matrix: list[list[int]] | None
     history: dict[str, list[float]]
     run_dir: Path
-    # False on the non-chief workers of a multi-worker run: only the chief should publish.
+    # False on the non-chief workers of a multi-worker run: only the chief evaluates and publishes.
     is_chief: bool = True
+    worker_index: int = 0
+    workers: int = 1
 
     def export_spec(self, *, parent_version: int | None = None):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
 
+        Raises:
+            TrainingError: on a worker that is not the chief (it has no test metrics).
+
         Example:
             >>> export.publish(result.export_spec(), "models")
         """
+        if not self.is_chief:
+            raise TrainingError(
+                f"Only the chief publishes a multi-worker run; this is worker {self.worker_index} of {self.workers}."
+            )
         import export
 
         return export.ExportSpec(
@@ -64,9 +77,14 @@ class TrainResult:
 def train(config: TrainConfig | None = None, *, progress: bool = True, console: Any = None) -> TrainResult:
     """Train a model as `config` says and evaluate it on the held-out test split.
 
+    With `strategy="multi-worker"` every worker of the cluster in TF_CONFIG calls this. All of them
+    train; only the chief (`result.is_chief`) evaluates, writes the run summary and TensorBoard
+    logs, and should publish. The others write to temporary directories only.
+
     Args:
         config: the run's settings; defaults train a CNN on digits.
-        progress: show a progress bar on `console` (or stderr).
+        progress: show a progress bar on `console` (or stderr); one line per epoch for
+            multi-worker runs, whose output is usually a log.
         console: a `rich.console.Console` for the progress bar.
 
     Raises:
@@ -80,6 +98,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
     config = config or TrainConfig()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig. Received: config={config!r}")
+    requested = config
     dataset = load_dataset(config)
     model_kind, hidden = resolve_model(config.model, config.hidden, dataset)
     config = dataclasses.replace(
@@ -90,55 +109,97 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         dataset=config.dataset if config.csv_path or config.image_dir else config.source_name,
     )
     model_name = config.model_name or dataset.name
-    run_dir = _make_run_dir(config.run_dir, model_name)
-    config = dataclasses.replace(config, model_name=model_name, run_dir=str(run_dir))
 
     import keras
     import tensorflow as tf
 
-    strategy = _strategy(config.strategy, tf)
+    # MultiWorkerMirroredStrategy has to exist before TensorFlow runs anything (it configures the
+    # runtime's cluster), so it comes before the seed and the first op.
+    strategy = multi_worker_strategy(tf) if config.strategy == "multi-worker" else _strategy(config.strategy, tf)
+    role = worker_role(strategy) if config.strategy == "multi-worker" else WorkerRole(index=0, count=1, is_chief=True)
+    if config.strategy == "multi-worker" and config.run_dir is None:
+        # The same command on the same cluster finds the same directory, so a restarted worker
+        # finds the run's backup.
+        run_dir = multi_worker_run_dir(requested, model_name, workers=role.count)
+    else:
+        run_dir = Path(config.run_dir) if config.run_dir is not None else None
+    # Only the chief writes into the run directory; the other workers only read its backup.
+    run_dir = _make_run_dir(None if run_dir is None else str(run_dir), model_name) if role.is_chief else run_dir
+    config = dataclasses.replace(config, model_name=model_name, run_dir=str(run_dir))
+
     keras.utils.set_random_seed(config.seed)
     # Same seed, same metrics: deterministic kernels cost a little speed on CPU, which is fine here.
     tf.config.experimental.enable_op_determinism()
 
-    with strategy.scope():
-        model = build_model(dataset, model=model_kind, hidden=hidden, activation=config.activation, seed=config.seed)
+    def build():
+        return build_model(dataset, model=model_kind, hidden=hidden, activation=config.activation, seed=config.seed)
+
+    def compile_model(model) -> None:
         if dataset.task == "classification":
             loss, metric = "sparse_categorical_crossentropy", "accuracy"
         else:
             loss, metric = "mse", "mae"
-        model.compile(optimizer=_optimizer(config, keras), loss=loss, metrics=[metric])
+        options = {}
+        if config.strategy == "multi-worker":
+            # Keras turns XLA off by itself only for models constructed under a strategy's scope.
+            options["jit_compile"] = False
+        model.compile(optimizer=_optimizer(config, keras), loss=loss, metrics=[metric], **options)
 
-    callbacks: list[Any] = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), profile_batch=0),
-    ]
-    progress_callback = _progress_callback(config.epochs, console) if progress else None
-    if progress_callback is not None:
-        callbacks.append(progress_callback)
+    early_stopping = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=True
+    )
+    initial_epoch = 0
+    progress_callback = None
     try:
-        history = model.fit(
-            x=_model_inputs(dataset.train.inputs),
-            y=dataset.train.labels,
-            validation_data=(_model_inputs(dataset.validation.inputs), dataset.validation.labels),
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            shuffle=True,
-            verbose=0,
-            callbacks=callbacks,
+        if config.strategy == "multi-worker":
+            log = _line_writer(console) if progress else (lambda line: None)
+            callbacks = [early_stopping]
+            if progress:
+                callbacks.append(_epoch_log_callback(config.epochs, role, log))
+            fitted = fit_multi_worker(
+                strategy, role, dataset=dataset, config=config, run_dir=run_dir, build=build,
+                compile_model=compile_model, callbacks=callbacks, log=log,
+            )
+            model, history, initial_epoch = fitted.model, fitted.history, fitted.initial_epoch
+        else:
+            with strategy.scope():
+                model = build()
+                compile_model(model)
+            callbacks = [early_stopping, keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), profile_batch=0)]
+            progress_callback = _progress_callback(config.epochs, console) if progress else None
+            if progress_callback is not None:
+                callbacks.append(progress_callback)
+            fitted_history = model.fit(
+                x=tensor_inputs(dataset.train.inputs),
+                y=dataset.train.labels,
+                validation_data=(tensor_inputs(dataset.validation.inputs), dataset.validation.labels),
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                shuffle=True,
+                verbose=0,
+                callbacks=callbacks,
+            )
+            history = {k: [float(v) for v in values] for k, values in fitted_history.history.items()}
+        # The chief evaluates on the whole test split; the other workers hold the same weights.
+        predictions = (
+            model.predict(tensor_inputs(dataset.test.inputs), batch_size=256, verbose=0) if role.is_chief else None
         )
-        predictions = model.predict(_model_inputs(dataset.test.inputs), batch_size=256, verbose=0)
     except (tf.errors.OpError, ValueError) as exc:
-        raise TrainingError(f"Training {model_name!r} failed inside TensorFlow: {exc}") from exc
+        raise TrainingError(f"Training {model_name!r} failed inside TensorFlow: {_tf_error_text(exc)}") from exc
     finally:
         if progress_callback is not None:
             progress_callback.close()
 
-    if dataset.task == "classification":
-        metrics, confusion = classification_metrics(dataset.test.labels, predictions, dataset.class_names)
-    else:
-        metrics, confusion = regression_metrics(dataset.test.labels, predictions), None
-    metrics["epochs_trained"] = len(history.history.get("loss", []))
+    metrics: dict[str, Any] = {}
+    confusion = None
+    if predictions is not None:
+        if dataset.task == "classification":
+            metrics, confusion = classification_metrics(dataset.test.labels, predictions, dataset.class_names)
+        else:
+            metrics = regression_metrics(dataset.test.labels, predictions)
+    metrics["epochs_trained"] = initial_epoch + len(history.get("loss", []))
+    if config.strategy == "multi-worker":
+        metrics["resumed_from_epoch"] = initial_epoch
     result = TrainResult(
         config=config,
         model_name=model_name,
@@ -146,22 +207,26 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         dataset=dataset,
         metrics=metrics,
         confusion_matrix=confusion,
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        history=history,
         run_dir=run_dir,
-        is_chief=bool(getattr(strategy.extended, "should_checkpoint", True)),
+        is_chief=role.is_chief,
+        worker_index=role.index,
+        workers=role.count,
     )
-    _write_run_summary(result)
+    if role.is_chief:
+        _write_run_summary(result)
     return result
 
 
-def _model_inputs(inputs) -> dict[str, Any]:
-    # String columns are object arrays of Python str; Keras wants a tf.string tensor for them.
-    import tensorflow as tf
+def multi_worker_run_dir(config: TrainConfig, model_name: str, *, workers: int) -> Path:
+    """`runs/<model_name>-<digest of the settings and cluster size>`: the multi-worker default.
 
-    return {
-        k: tf.constant(v.astype(str).tolist(), dtype=tf.string) if v.dtype == object else v
-        for k, v in inputs.items()
-    }
+    A timestamp would differ between the hosts of a cluster and between a run and its restart;
+    this does not, so every worker and every restart of the same command agree on it.
+    """
+    settings = {k: v for k, v in config.to_dict().items() if k != "run_dir"}
+    text = json.dumps({"settings": settings, "workers": workers}, sort_keys=True)
+    return Path("runs") / f"{model_name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
 
 
 def _optimizer(config: TrainConfig, keras):
@@ -175,15 +240,40 @@ def _optimizer(config: TrainConfig, keras):
 def _strategy(name: str, tf):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi-worker":
-        # Reads the cluster from TF_CONFIG itself; without it this is a one-worker cluster.
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        except (RuntimeError, ValueError) as exc:
-            raise ConfigError(
-                f"Cannot start a multi-worker strategy (check TF_CONFIG): {exc}. Received: strategy='multi-worker'"
-            ) from exc
     return tf.distribute.get_strategy()
+
+
+def _tf_error_text(exc: Exception) -> str:
+    """The error's message on one line; without the Python stack TensorFlow embeds in graph errors."""
+    message = getattr(exc, "message", None) or str(exc)
+    lines = [line for line in message.splitlines() if line.strip()]
+    if "Detected at node" in message:
+        # "Graph execution error: Detected at node X defined at (most recent call last): <indented stack>"
+        lines = [
+            line for line in lines
+            if not line[:1].isspace() and not re.match(r"(Detected at node|Graph execution error)", line)
+        ]
+    return " ".join(line.strip() for line in lines) or message
+
+
+def _line_writer(console: Any):
+    """One progress line at a time, for output that goes to a log rather than a terminal."""
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    return lambda line: console.print(line, soft_wrap=True, highlight=False)
+
+
+def _epoch_log_callback(epochs: int, role: WorkerRole, log):
+    import keras
+
+    class EpochLog(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            text = "  ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+            log(f"worker {role.index}/{role.count} epoch {epoch + 1}/{epochs}  {text}")
+
+    return EpochLog()
 
 
 def _make_run_dir(run_dir: str | None, model_name: str) -> Path:
