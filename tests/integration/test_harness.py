@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     EmbeddedBackend,
     ExternalBackend,
     HarnessError,
@@ -37,8 +37,8 @@ def half_plus_two(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("protocol", ["rest", "grpc"])
-def test_serving_factory_yields_an_available_model_and_clients(serving_factory, half_plus_two, protocol):
-    endpoint = serving_factory(half_plus_two)
+def test_serving_factory_yields_an_available_model_and_clients(tfstack_serving_factory, half_plus_two, protocol):
+    endpoint = tfstack_serving_factory(half_plus_two)
 
     assert endpoint.model_name == "half_plus_two"
     assert endpoint.versions == {"half_plus_two": 1}
@@ -48,9 +48,9 @@ def test_serving_factory_yields_an_available_model_and_clients(serving_factory, 
     np.testing.assert_allclose(outputs["y"], [2.5, 3.0, 4.5])
 
 
-def test_identical_requests_share_one_server(serving_factory, half_plus_two):
-    first = serving_factory(half_plus_two)
-    again = serving_factory(half_plus_two, model_name="half_plus_two")
+def test_identical_requests_share_one_server(tfstack_serving_factory, half_plus_two):
+    first = tfstack_serving_factory(half_plus_two)
+    again = tfstack_serving_factory(half_plus_two, model_name="half_plus_two")
 
     assert again is first
     assert first.rest_url.startswith("http://127.0.0.1:") and first.grpc_target.startswith("127.0.0.1:")
@@ -91,8 +91,8 @@ def test_external_backend_attaches_without_owning_the_server(tmp_path, half_plus
         httpx.get(f"{embedded.rest_url}/v1/models/half_plus_two", timeout=2)
 
 
-def test_waiting_for_a_model_the_server_does_not_have_names_it(tmp_path, serving_factory, half_plus_two):
-    endpoint = serving_factory(half_plus_two)
+def test_waiting_for_a_model_the_server_does_not_have_names_it(tmp_path, tfstack_serving_factory, half_plus_two):
+    endpoint = tfstack_serving_factory(half_plus_two)
     external = ExternalBackend(rest_url=endpoint.rest_url, grpc_target=endpoint.grpc_target)
     request = ServeRequest(models={"nope": tmp_path}, timeout=1.5)
 

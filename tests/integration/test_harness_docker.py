@@ -1,6 +1,6 @@
 """The docker backend without a Docker engine: what it asks the engine to run (a stand-in engine
 records it), how it reports a container that exits, and that it cleans up. The real image runs
-with `pytest --serving-backend=docker` where an engine exists."""
+with `pytest --tfstack-serving-backend=docker` where an engine exists."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     TF_SERVING_IMAGE,
     BackendUnavailableError,
     DockerBackend,

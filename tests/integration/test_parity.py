@@ -4,7 +4,7 @@ the gRPC API give the same answers, for every signature the export writes.
 Two tiny models are trained with `training.train` (iris: classification; diabetes: regression),
 published with `export.publish` into one repository, and served through the harness, so the
 same test checks the embedded server by default and real TF Serving with
-`pytest --serving-backend=docker tests/integration/test_parity.py`.
+`pytest --tfstack-serving-backend=docker tests/integration/test_parity.py`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ class Trained:
 
 
 def _train(dataset: str, base: Path, runs: Path) -> Trained:
-    import export
-    from training import TrainConfig, train
+    from tfstack import export
+    from tfstack.training import TrainConfig, train
 
     config = TrainConfig(
         dataset=dataset, model="mlp", hidden=(8,), epochs=3, patience=1, run_dir=str(runs / dataset), seed=7
@@ -68,8 +68,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Trained]:
 
 
 @pytest.fixture(scope="module")
-def endpoint(serving_factory, trained: dict[str, Trained]):
-    return serving_factory(models={t.model_name: t.base_path for t in trained.values()})
+def endpoint(tfstack_serving_factory, trained: dict[str, Trained]):
+    return tfstack_serving_factory(models={t.model_name: t.base_path for t in trained.values()})
 
 
 @pytest.mark.parametrize("task", ["classification", "regression"])

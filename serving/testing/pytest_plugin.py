@@ -3,34 +3,34 @@
 Installed with tfstack (entry point `pytest11: tfstack`), so any project that has tfstack
 installed can use it on its own models. The same test runs unchanged on every backend:
 
-    def test_my_model(serving_factory, tmp_path):
-        endpoint = serving_factory("/abs/path/models/my_model", model_name="my_model")
+    def test_my_model(tfstack_serving_factory, tmp_path):
+        endpoint = tfstack_serving_factory("/abs/path/models/my_model", model_name="my_model")
         for protocol in ("rest", "grpc"):
             out = endpoint.client(protocol).predict("my_model", {"x": [[1.0, 2.0]]})
 
-    def test_configured_model(serving):          # uses --serving-model-base-path/--serving-model-name
-        serving.client("grpc").get_model_status(serving.model_name)
+    def test_configured_model(tfstack_serving):          # uses --tfstack-serving-model-base-path/--tfstack-serving-model-name
+        tfstack_serving.client("grpc").get_model_status(tfstack_serving.model_name)
 
 Choose the backend on the command line (or with the environment variable in brackets):
 
-    --serving-backend=embedded|docker|external   [TFSTACK_SERVING_BACKEND]   default: embedded
-    --serving-rest=http://host:8501              [TFSTACK_SERVING_REST]      external backend
-    --serving-grpc=host:8500                     [TFSTACK_SERVING_GRPC]      external backend
-    --serving-model-base-path=/abs/models/NAME   [TFSTACK_SERVING_MODEL_BASE_PATH]  for `serving`
-    --serving-model-name=NAME                    [TFSTACK_SERVING_MODEL_NAME]       default: base path's name
-    --serving-timeout=SECONDS                    [TFSTACK_SERVING_TIMEOUT]   wait for AVAILABLE (default 180)
+    --tfstack-serving-backend=embedded|docker|external   [TFSTACK_SERVING_BACKEND]   default: embedded
+    --tfstack-serving-rest=http://host:8501              [TFSTACK_SERVING_REST]      external backend
+    --tfstack-serving-grpc=host:8500                     [TFSTACK_SERVING_GRPC]      external backend
+    --tfstack-serving-model-base-path=/abs/models/NAME   [TFSTACK_SERVING_MODEL_BASE_PATH]  for `serving`
+    --tfstack-serving-model-name=NAME                    [TFSTACK_SERVING_MODEL_NAME]       default: base path's name
+    --tfstack-serving-timeout=SECONDS                    [TFSTACK_SERVING_TIMEOUT]   wait for AVAILABLE (default 180)
 
-`--serving-backend=docker` runs the pinned `tensorflow/serving:2.21.0` image with the model
+`--tfstack-serving-backend=docker` runs the pinned `tensorflow/serving:2.21.0` image with the model
 base paths mounted read-only. When no Docker engine answers, the run stops before any test
 with a clear message; it never falls back to another backend.
 The external backend serves whatever that server has loaded: tests only wait for their model.
 
 Fixtures:
-    serving_backend (session): the chosen `ServingBackend`.
-    serving_factory (session): `serving_factory(base_path, model_name=None, *, models=None,
+    tfstack_serving_backend (session): the chosen `ServingBackend`.
+    tfstack_serving_factory (session): `tfstack_serving_factory(base_path, model_name=None, *, models=None,
         flags=(), timeout=None) -> ServingEndpoint`. Servers are shared per distinct request
         for the whole session and stopped at its end.
-    serving (session): the endpoint for --serving-model-base-path / --serving-model-name.
+    serving (session): the endpoint for --tfstack-serving-model-base-path / --tfstack-serving-model-name.
 
 A `ServingEndpoint` has `rest_url`, `grpc_target`, `model_name`, `model_names`, `versions`,
 `backend`, `client("rest" | "grpc")` (a `client.ServingClient`) and `log_tail()`.
@@ -46,7 +46,10 @@ from typing import Any
 
 import pytest
 
-from serving._harness import (
+# The harness is stdlib-only at import (clients, docker and the server load when a backend
+# starts), and `tfstack.serving` resolves its names lazily: the plugin, which pytest loads in
+# every run of the environment, costs a few milliseconds when no fixture is used.
+from tfstack.serving.testing._harness import (
     BACKENDS,
     DEFAULT_TIMEOUT,
     BackendUnavailableError,
@@ -59,27 +62,27 @@ from serving._harness import (
     serve_models,
 )
 
-_FIXTURES = ("serving", "serving_factory", "serving_backend")
+_FIXTURES = ("tfstack_serving", "tfstack_serving_factory", "tfstack_serving_backend")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("tfstack-serving", "tfstack serving harness (embedded / docker / external)")
     group.addoption(
-        "--serving-backend", choices=BACKENDS, default=None,
-        help="server behind the `serving` fixtures (env TFSTACK_SERVING_BACKEND; default embedded)",
+        "--tfstack-serving-backend", choices=BACKENDS, default=None,
+        help="server behind the `tfstack_serving` fixtures (env TFSTACK_SERVING_BACKEND; default embedded)",
     )
-    group.addoption("--serving-rest", default=None, help="REST URL of an external server (env TFSTACK_SERVING_REST)")
-    group.addoption("--serving-grpc", default=None, help="gRPC host:port of an external server (env TFSTACK_SERVING_GRPC)")
+    group.addoption("--tfstack-serving-rest", default=None, help="REST URL of an external server (env TFSTACK_SERVING_REST)")
+    group.addoption("--tfstack-serving-grpc", default=None, help="gRPC host:port of an external server (env TFSTACK_SERVING_GRPC)")
     group.addoption(
-        "--serving-model-base-path", default=None,
-        help="model base path served by the `serving` fixture (env TFSTACK_SERVING_MODEL_BASE_PATH)",
-    )
-    group.addoption(
-        "--serving-model-name", default=None,
-        help="model name for the `serving` fixture (env TFSTACK_SERVING_MODEL_NAME; default: base path's name)",
+        "--tfstack-serving-model-base-path", default=None,
+        help="model base path served by the `tfstack_serving` fixture (env TFSTACK_SERVING_MODEL_BASE_PATH)",
     )
     group.addoption(
-        "--serving-timeout", default=None, type=float,
+        "--tfstack-serving-model-name", default=None,
+        help="model name for the `tfstack_serving` fixture (env TFSTACK_SERVING_MODEL_NAME; default: base path's name)",
+    )
+    group.addoption(
+        "--tfstack-serving-timeout", default=None, type=float,
         help=f"seconds to wait until models are AVAILABLE (env TFSTACK_SERVING_TIMEOUT; default {DEFAULT_TIMEOUT:g})",
     )
 
@@ -90,8 +93,8 @@ def _setting(config: pytest.Config, option: str, env: str) -> Any:
 
 
 def backend_name(config: pytest.Config) -> str:
-    """The backend chosen by --serving-backend or TFSTACK_SERVING_BACKEND (default embedded)."""
-    name = _setting(config, "serving_backend", "TFSTACK_SERVING_BACKEND") or "embedded"
+    """The backend chosen by --tfstack-serving-backend or TFSTACK_SERVING_BACKEND (default embedded)."""
+    name = _setting(config, "tfstack_serving_backend", "TFSTACK_SERVING_BACKEND") or "embedded"
     if name not in BACKENDS:
         raise pytest.UsageError(
             f"TFSTACK_SERVING_BACKEND must be one of {', '.join(BACKENDS)}. Received: TFSTACK_SERVING_BACKEND={name!r}"
@@ -110,8 +113,8 @@ def make_backend(config: pytest.Config) -> ServingBackend:
         return backend
     try:
         return ExternalBackend(
-            rest_url=_setting(config, "serving_rest", "TFSTACK_SERVING_REST"),
-            grpc_target=_setting(config, "serving_grpc", "TFSTACK_SERVING_GRPC"),
+            rest_url=_setting(config, "tfstack_serving_rest", "TFSTACK_SERVING_REST"),
+            grpc_target=_setting(config, "tfstack_serving_grpc", "TFSTACK_SERVING_GRPC"),
         )
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from exc
@@ -135,7 +138,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _timeout(config: pytest.Config) -> float:
-    value = _setting(config, "serving_timeout", "TFSTACK_SERVING_TIMEOUT")
+    value = _setting(config, "tfstack_serving_timeout", "TFSTACK_SERVING_TIMEOUT")
     try:
         seconds = float(value) if value is not None else DEFAULT_TIMEOUT
     except ValueError as exc:
@@ -144,8 +147,8 @@ def _timeout(config: pytest.Config) -> float:
 
 
 @pytest.fixture(scope="session")
-def serving_backend(pytestconfig: pytest.Config) -> ServingBackend:
-    """The ServingBackend chosen with --serving-backend (embedded, docker or external)."""
+def tfstack_serving_backend(pytestconfig: pytest.Config) -> ServingBackend:
+    """The ServingBackend chosen with --tfstack-serving-backend (embedded, docker or external)."""
     try:
         return make_backend(pytestconfig)
     except BackendUnavailableError as exc:
@@ -153,10 +156,10 @@ def serving_backend(pytestconfig: pytest.Config) -> ServingBackend:
 
 
 @pytest.fixture(scope="session")
-def serving_factory(serving_backend: ServingBackend, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
+def tfstack_serving_factory(tfstack_serving_backend: ServingBackend, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory):
     """Start (or reuse) a server for some models and return its ServingEndpoint once AVAILABLE.
 
-    Call it as `serving_factory(base_path, model_name=None, *, models=None, flags=(), timeout=None)`:
+    Call it as `tfstack_serving_factory(base_path, model_name=None, *, models=None, flags=(), timeout=None)`:
     `base_path` is one model's directory of versions (its name is the default model_name), or
     pass `models={name: base_path, ...}` for several. Identical requests share one server.
     """
@@ -184,24 +187,24 @@ def serving_factory(serving_backend: ServingBackend, pytestconfig: pytest.Config
             )
             key = (tuple(request.models.items()), request.flags)
             if key not in started:
-                workdir = tmp_path_factory.mktemp(f"serving-{serving_backend.name}")
-                started[key] = stack.enter_context(serve_models(serving_backend, request, workdir=workdir))
+                workdir = tmp_path_factory.mktemp(f"serving-{tfstack_serving_backend.name}")
+                started[key] = stack.enter_context(serve_models(tfstack_serving_backend, request, workdir=workdir))
             return started[key]
 
         yield factory
 
 
 @pytest.fixture(scope="session")
-def serving(serving_factory, serving_backend: ServingBackend, pytestconfig: pytest.Config) -> ServingEndpoint:
-    """The endpoint serving --serving-model-base-path as --serving-model-name, AVAILABLE."""
-    base_path = _setting(pytestconfig, "serving_model_base_path", "TFSTACK_SERVING_MODEL_BASE_PATH")
-    model_name = _setting(pytestconfig, "serving_model_name", "TFSTACK_SERVING_MODEL_NAME")
-    if base_path is None and not (serving_backend.name == "external" and model_name):
+def tfstack_serving(tfstack_serving_factory, tfstack_serving_backend: ServingBackend, pytestconfig: pytest.Config) -> ServingEndpoint:
+    """The endpoint serving --tfstack-serving-model-base-path as --tfstack-serving-model-name, AVAILABLE."""
+    base_path = _setting(pytestconfig, "tfstack_serving_model_base_path", "TFSTACK_SERVING_MODEL_BASE_PATH")
+    model_name = _setting(pytestconfig, "tfstack_serving_model_name", "TFSTACK_SERVING_MODEL_NAME")
+    if base_path is None and not (tfstack_serving_backend.name == "external" and model_name):
         pytest.fail(
-            "The `serving` fixture needs --serving-model-base-path=/abs/models/NAME (or, with "
-            "--serving-backend=external, --serving-model-name=NAME); or call serving_factory(base_path) "
+            "The `tfstack_serving` fixture needs --tfstack-serving-model-base-path=/abs/models/NAME (or, with "
+            "--tfstack-serving-backend=external, --tfstack-serving-model-name=NAME); or call tfstack_serving_factory(base_path) "
             f"in your own fixture. Received: base_path={base_path!r}, model_name={model_name!r}",
             pytrace=False,
         )
     # An external server is not told where models live; the path only names the model.
-    return serving_factory(base_path or model_name, model_name=model_name)
+    return tfstack_serving_factory(base_path or model_name, model_name=model_name)
