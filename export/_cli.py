@@ -12,9 +12,10 @@ from typing import Any
 
 import click
 
-from export._errors import CorruptVersionError, ExportError
-from export._manifest import key_metric
-from export._repository import ModelRepository
+from tfstack.export._errors import CorruptVersionError, ExportError
+from tfstack.export._manifest import key_metric
+from tfstack.export._repository import version_directories
+from tfstack.export._repository import ModelRepository
 
 _BASE_PATH = click.option(
     "--base-path",
@@ -101,7 +102,7 @@ def check(target: str, version: int | None, base_path: str, tags: str, method_na
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export._check import check_saved_model
+    from tfstack.export._check import check_saved_model
 
     path = _version_dir(target, version, base_path)
     tag_list = tuple(t for t in tags.split(",") if t)
@@ -122,7 +123,7 @@ def _version_dir(target: str, version: int | None, base_path: str) -> Path:
     """The version directory PATH|NAME [VERSION] names; click.BadParameter (exit 2) if it names none."""
     path = Path(target)
     if path.is_dir():
-        numeric = {int(c.name): c for c in path.iterdir() if re.fullmatch(r"[0-9]+", c.name) and c.is_dir()}
+        numeric = version_directories(path)
         looks_like_version = any((path / f).exists() for f in ("saved_model.pb", "saved_model.pbtxt", "model.tflite"))
         if not numeric or looks_like_version:
             if version is not None:
@@ -280,7 +281,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export._external import export_model
+    from tfstack.export._external import export_model
 
     names = tuple(c.strip() for c in class_names.split(",")) if class_names else ()
     if class_names is not None and (not all(names) or len(set(names)) != len(names)):

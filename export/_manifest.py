@@ -6,9 +6,10 @@ import platform
 import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from export._spec import ExportSpec, to_jsonable
+from tfstack.export._spec import ExportSpec, to_jsonable
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -80,3 +81,31 @@ def key_metric(manifest: dict[str, Any]) -> tuple[str, float] | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return name, float(value)
     return None
+
+
+def read_signature_summary(path: Path) -> dict[str, Any]:
+    """Signature name -> inputs/outputs (dtype, shape with -1 for unknown) as stored in saved_model.pb.
+
+    Read from the protobuf, not from a loaded model, so it shows exactly what TF Serving sees.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2  # imports TensorFlow: only when called
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+    summary: dict[str, Any] = {}
+    for name, signature in sorted(saved_model.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):
+            continue  # TF's internal __saved_model_init_op
+        summary[name] = {
+            "method_name": signature.method_name,
+            "inputs": {k: _tensor_info(v) for k, v in sorted(signature.inputs.items())},
+            "outputs": {k: _tensor_info(v) for k, v in sorted(signature.outputs.items())},
+        }
+    return summary
+
+
+def _tensor_info(info: Any) -> dict[str, Any]:
+    shape = None if info.tensor_shape.unknown_rank else [int(d.size) for d in info.tensor_shape.dim]
+    from tensorflow import dtypes
+
+    return {"dtype": dtypes.as_dtype(info.dtype).name, "shape": shape}

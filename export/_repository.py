@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from export._errors import (
+from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
@@ -34,7 +34,7 @@ from export._errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from export._spec import ExportSpec, PublishedVersion, check_model_name, check_version
+from tfstack.export._spec import ExportSpec, PublishedVersion, check_model_name, check_version
 
 ASSETS_EXTRA = "assets.extra"
 STAGING_PREFIX = ".staging-"
@@ -257,7 +257,7 @@ class ModelRepository:
     # ---- internals -----------------------------------------------------------------------
 
     def _stage_export(self, spec: ExportSpec, staging: Path) -> Callable[[int, list[str]], dict[str, Any]]:
-        from export import _manifest, _plots, _signatures, _warmup
+        from tfstack.export import _manifest, _plots, _signatures, _warmup
 
         try:
             class_names = _signatures.resolve_class_names(spec) if spec.task == "classification" else ()
@@ -284,7 +284,7 @@ class ModelRepository:
                 f"{type(exc).__name__}: {first_line}"
             ) from exc
         _verify(spec, staging, class_names)
-        signatures = _signatures.read_signature_summary(staging)
+        signatures = _manifest.read_signature_summary(staging)
         return lambda version, files: _manifest.build_manifest(
             spec, version=version, class_names=class_names, signatures=signatures, files=files
         )
@@ -297,7 +297,7 @@ class ModelRepository:
         version: int | None,
         build_manifest: Callable[[int, list[str]], dict[str, Any]],
     ) -> PublishedVersion:
-        from export import _manifest
+        from tfstack.export import _manifest
 
         with self._publish_lock(model_dir):
             if version is None:
@@ -351,13 +351,7 @@ class ModelRepository:
         model_dir = self.base_path / model_name
         if model_dir.exists() and not model_dir.is_dir():
             raise RepositoryError(f"{model_dir} is a file, expected the directory of model {model_name!r}.")
-        if not model_dir.is_dir():
-            return {}
-        dirs: dict[int, Path] = {}
-        for child in sorted(self._children(model_dir), key=lambda p: p.name):
-            if _NUMERIC.match(child.name) and child.is_dir():
-                dirs.setdefault(int(child.name), child)
-        return dirs
+        return version_directories(model_dir)
 
     def _check_free(self, model_name: str, version: int) -> None:
         if version in self._numeric_children(self.base_path / model_name):
@@ -450,7 +444,7 @@ def _stage_copy(
     tags: tuple[str, ...] = ("serve",),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
     """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
-    from export import _manifest, _signatures, _warmup
+    from tfstack.export import _manifest, _signatures, _warmup
 
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
@@ -469,7 +463,7 @@ def _stage_copy(
         manifest = None
     if not isinstance(manifest, dict):
         try:
-            signatures = _signatures.read_signature_summary(staging)
+            signatures = _manifest.read_signature_summary(staging)
         except Exception as exc:
             raise RepositoryError(f"Cannot read the signatures of {source}: {exc}") from exc
         manifest = {"format": 1, "metrics": {}, "signatures": signatures}
@@ -482,8 +476,8 @@ def _stage_copy(
 
 
 def _verify_saved_model(source: Path, staging: Path, tags: tuple[str, ...]) -> None:
-    """Refuse a copied SavedModel that TF Serving would not load or serve (see export._check)."""
-    from export._check import check_saved_model
+    """Refuse a copied SavedModel that TF Serving would not load or serve (see tfstack.export._check)."""
+    from tfstack.export._check import check_saved_model
 
     report = check_saved_model(staging, tags=tags)
     failures = report.failures
@@ -510,7 +504,7 @@ def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
     classify/regress on tf.Examples serialized from the same rows; all must match the in-memory
     Keras model to VERIFY_TOLERANCE. Raises VerificationError (one line naming the signature).
     """
-    from export import _session, _signatures
+    from tfstack.export import _session, _signatures
 
     expected = _signatures.signature_names(spec.task)
     inputs = _signatures.sample_tensors(spec)
@@ -590,6 +584,29 @@ def _fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
         _fsync_dir(Path(directory))
+
+
+def version_directories(model_dir: str | os.PathLike[str]) -> dict[int, Path]:
+    """Version number -> directory for every all-digit subdirectory of one model's directory.
+
+    This is the repository layout TF Serving reads (`<base_path>/<model_name>/<version>/`); hidden
+    staging directories and other names are not versions. A missing `model_dir` has none.
+    Raises RepositoryError when the directory cannot be listed.
+
+    Example: `version_directories("models/digits")` -> `{1: Path("models/digits/1"), 2: ...}`
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return {}
+    try:
+        children = sorted(model_dir.iterdir(), key=lambda p: p.name)
+    except OSError as exc:
+        raise RepositoryError(f"Cannot list {model_dir}: {exc}") from exc
+    dirs: dict[int, Path] = {}
+    for child in children:
+        if _NUMERIC.match(child.name) and child.is_dir():
+            dirs.setdefault(int(child.name), child)
+    return dirs
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

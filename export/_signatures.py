@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from export._errors import ExportError
-from export._spec import ExportSpec, FeatureSpec
+from tfstack.export._errors import ExportError
+from tfstack.export._spec import ExportSpec, FeatureSpec
 
 SERVING_DEFAULT = "serving_default"
 CLASSIFY = "classify"
@@ -214,29 +214,3 @@ def make_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarra
             feature_map[f.name] = feature
         examples.append(tf.train.Example(features=tf.train.Features(feature=feature_map)))
     return examples
-
-
-def read_signature_summary(path: Path) -> dict[str, Any]:
-    """Signature name -> inputs/outputs (dtype, shape with -1 for unknown) as stored in saved_model.pb.
-
-    Read from the protobuf, not from a loaded model, so it shows exactly what TF Serving sees.
-    """
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    saved_model.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
-    summary: dict[str, Any] = {}
-    for name, signature in sorted(saved_model.meta_graphs[0].signature_def.items()):
-        if name.startswith("__"):
-            continue  # TF's internal __saved_model_init_op
-        summary[name] = {
-            "method_name": signature.method_name,
-            "inputs": {k: _tensor_info(v) for k, v in sorted(signature.inputs.items())},
-            "outputs": {k: _tensor_info(v) for k, v in sorted(signature.outputs.items())},
-        }
-    return summary
-
-
-def _tensor_info(info: Any) -> dict[str, Any]:
-    shape = None if info.tensor_shape.unknown_rank else [int(d.size) for d in info.tensor_shape.dim]
-    return {"dtype": tf.dtypes.as_dtype(info.dtype).name, "shape": shape}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import export
-from export import ExportSpec, FeatureSpec
+from tfstack import export
+from tfstack.export import ExportSpec, FeatureSpec
 
 
 class _FakeModel:
@@ -42,9 +42,14 @@ def test_public_api_is_explicit():
         "VerificationError",
         "VersionExistsError",
         "VersionNotFoundError",
+        "atomic_write_text",
+        "check_model_name",
         "check_saved_model",
         "export_model",
+        "key_metric",
         "publish",
+        "read_signature_summary",
+        "version_directories",
     ]
     for name in ("RepositoryError", "VerificationError", "VersionExistsError", "VersionNotFoundError", "CorruptVersionError"):
         assert issubclass(getattr(export, name), export.ExportError)

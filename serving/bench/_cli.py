@@ -1,0 +1,276 @@
+"""`tfstack bench`: load-test a TF-Serving-compatible server on this machine over REST and gRPC.
+
+Either starts the embedded server itself (`--model-base-path`, free loopback ports, optionally
+with batching) or targets a running one (`--rest URL --grpc TARGET`, loopback only). Writes
+bench.csv, bench.json, bench.md and bench.png into `--output-dir`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_CONCURRENCY = "1,4,16,64"
+DEFAULT_BATCH_SIZES = "1,8"
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,4,16. Received: {value!r}") from None
+    if not numbers or any(n < 1 for n in numbers):
+        raise click.BadParameter(f"expected integers >= 1. Received: {value!r}")
+    return numbers
+
+
+def _choice_list(choices: tuple[str, ...]):
+    def parse(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
+        items = tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+        if not items or any(item not in choices for item in items):
+            raise click.BadParameter(f"expected a comma-separated subset of {','.join(choices)}. Received: {value!r}")
+        return items
+
+    return parse
+
+
+def _version_dir(base_path: Path, version: int) -> Path | None:
+    from tfstack.export import version_directories
+
+    return version_directories(base_path).get(version)
+
+
+@contextlib.contextmanager
+def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[tuple[str | None, str | None]]:
+    """Yield (rest_url, grpc_target): an embedded server started here, or the one given."""
+    if options["rest"] or options["grpc"]:
+        yield options["rest"], options["grpc"]
+        return
+    from tfstack.serving.testing._harness import EmbeddedBackend, ServeRequest, serve_models
+
+    flags: list[str] = []
+    if batching == "on":
+        flags.append("--enable_batching=true")
+        if options["batching_parameters_file"]:
+            flags.append(f"--batching_parameters_file={Path(options['batching_parameters_file']).absolute()}")
+    request = ServeRequest(models={options["model_name"]: Path(options["model_base_path"])}, flags=tuple(flags))
+    with serve_models(EmbeddedBackend(), request, workdir=workdir) as endpoint:
+        yield endpoint.rest_url, endpoint.grpc_target
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model-name", required=True, help="The served model to load-test.")
+@click.option("--model-base-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Start the embedded server on this model repository (free loopback ports). Also the source of "
+                   "assets.extra/sample_request.json and of the in-process baseline.")
+@click.option("--rest", default=None, help="REST URL of a running server on this machine, e.g. http://127.0.0.1:8501.")
+@click.option("--grpc", default=None, help="gRPC target of a running server on this machine, e.g. 127.0.0.1:8500.")
+@click.option("--protocol", "protocols", default="grpc,rest", show_default=True, callback=_choice_list(("grpc", "rest")),
+              help="Protocols to measure.")
+@click.option("--concurrency", "concurrencies", default=DEFAULT_CONCURRENCY, show_default=True, callback=_int_list,
+              help="Closed-loop concurrency sweep.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Also run open loop at this many requests/s (per protocol and batch size).")
+@click.option("--batch-sizes", default=DEFAULT_BATCH_SIZES, show_default=True, callback=_int_list,
+              help="Examples per Predict request.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds per measurement (default 5 unless --requests is given).")
+@click.option("--requests", type=click.IntRange(min=1), default=None, help="Requests per measurement instead of a duration.")
+@click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Unmeasured requests per load-generator process before each measurement.")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Load-generator processes (default: the number of CPUs).")
+@click.option("--signature-name", default="serving_default", show_default=True)
+@click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="A REST predict body (JSON, columnar or row format) whose examples are sent; default: the model's "
+                   "assets.extra/sample_request.json, else zeros shaped by the model metadata.")
+@click.option("--enable_batching", "enable_batching", is_flag=True, help="Start the embedded server with --enable_batching=true.")
+@click.option("--batching", "batching_modes", default=None, callback=lambda c, p, v: _choice_list(("off", "on"))(c, p, v) if v else None,
+              help="Embedded server batching settings to compare, e.g. off,on (one server per setting).")
+@click.option("--batching_parameters_file", "batching_parameters_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Passed to the embedded server when batching is on.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Measure the in-process signature, the official stub and the tfstack client.")
+@click.option("--floor/--no-floor", default=True, show_default=True,
+              help="Measure the transport floor (gRPC health Check, REST /tfstack/ping) at each concurrency.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              help="Per-request timeout in seconds.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write bench.csv/json/md/png (default: bench-results/bench-<UTC time>).")
+def bench(**options: Any) -> None:
+    """Load-test a server over REST and gRPC; report throughput, p50/p90/p95/p99 latency and errors.
+
+    \b
+    Examples:
+      tfstack bench --model-name digits --model-base-path models/digits --duration 5
+      tfstack bench --model-name digits --rest http://127.0.0.1:8501 --grpc 127.0.0.1:8500 --rate 500
+    """
+    from rich.console import Console
+
+    from tfstack.serving.bench import _bench
+
+    console = Console()
+    if not console.is_terminal:
+        # Logs and pipes get the whole table instead of 80-column folding.
+        console = Console(width=200)
+    try:
+        plan = _plan(options)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    output_dir: Path = options["output_dir"] or Path("bench-results") / time.strftime("bench-%Y%m%dT%H%M%SZ", time.gmtime())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    measurements: list[_bench.Measurement] = []
+    try:
+        for batching in plan["batching_modes"]:
+            with _server(options, batching, output_dir / "server") as (rest_url, grpc_target):
+                measurements += _run_sweep(options, plan, batching, rest_url, grpc_target, console)
+    except _bench.BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except Exception as exc:
+        from tfstack.serving.testing._harness import HarnessError
+
+        if isinstance(exc, HarnessError):
+            raise click.ClickException(str(exc)) from exc
+        raise
+
+    command = "tfstack bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tfstack bench"
+    console.print(_bench.results_table(measurements, title=f"tfstack bench: {options['model_name']}"))
+    checks = _bench.evaluate_targets(measurements)
+    console.print(_bench.targets_table(checks))
+    for name, value in _bench.baseline_ratios(measurements).items():
+        if value == value:  # NaN when a term was not measured in this run
+            console.print(f"  {name}: {value:.2f}", highlight=False)
+    paths = {suffix: output_dir / f"bench.{suffix}" for suffix in ("csv", "json", "md", "png")}
+    _bench.write_csv(measurements, paths["csv"])
+    _bench.write_json(measurements, paths["json"], command=command, extra={"plan": plan["summary"]})
+    paths["md"].write_text(_bench.markdown_table(measurements) + "\n", encoding="utf-8")
+    _bench.write_chart(measurements, paths["png"])
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+
+
+def _plan(options: dict[str, Any]) -> dict[str, Any]:
+    """Check the options before anything starts; ValueError names what was received."""
+    from tfstack.serving.bench import _bench
+
+    if options["duration"] is not None and options["requests"] is not None:
+        raise ValueError(f"Give --duration or --requests, not both. Received: --duration={options['duration']} "
+                         f"--requests={options['requests']}")
+    limits = _bench.Limits(
+        duration=None if options["requests"] is not None else (options["duration"] or 5.0),
+        requests=options["requests"],
+        warmup=options["warmup"],
+        timeout=options["timeout"],
+    )
+    external = bool(options["rest"] or options["grpc"])
+    if not external and options["model_base_path"] is None:
+        raise ValueError("Give --model-base-path to start the embedded server, or --rest/--grpc to target a running one.")
+    if options["model_base_path"] is not None and not options["model_base_path"].is_dir():
+        raise ValueError(f"--model-base-path must be a directory of version directories. Received: {options['model_base_path']}")
+    if options["rest"]:
+        _bench.require_loopback(options["rest"], what="--rest")
+        if not options["rest"].startswith(("http://", "https://")):
+            raise ValueError(f"--rest must be a URL like http://127.0.0.1:8501. Received: --rest={options['rest']!r}")
+    if options["grpc"]:
+        _bench.require_loopback(options["grpc"], what="--grpc")
+    if external:
+        missing = [p for p in options["protocols"] if not options[p]]
+        if missing:
+            raise ValueError(f"--protocol includes {','.join(missing)} but no --{missing[0]} address was given. "
+                             f"Received: --rest={options['rest']!r} --grpc={options['grpc']!r}")
+        if options["enable_batching"] or options["batching_modes"]:
+            raise ValueError("--enable_batching/--batching start the embedded server; a running server's batching is its own.")
+        batching_modes: tuple[str, ...] = ("server",)
+    else:
+        batching_modes = options["batching_modes"] or (("on",) if options["enable_batching"] else ("off",))
+    processes = options["processes"] or os.cpu_count() or 1
+    summary = {
+        "protocols": list(options["protocols"]), "concurrencies": list(options["concurrencies"]),
+        "batch_sizes": list(options["batch_sizes"]), "rate": options["rate"], "batching": list(batching_modes),
+        "limits": dataclasses.asdict(limits), "processes": processes,
+    }
+    # Fail on impossible sweeps here, before a server starts.
+    _bench.plan_scenarios(protocols=options["protocols"], concurrencies=options["concurrencies"],
+                          batch_sizes=options["batch_sizes"], rate=options["rate"])
+    return {"limits": limits, "batching_modes": batching_modes, "processes": processes, "summary": summary}
+
+
+def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, rest_url: str | None,
+               grpc_target: str | None, console: Any) -> list[Any]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from tfstack.client import ServingClient, ServingError
+    from tfstack.serving.bench import _bench
+
+    model_name, signature_name = options["model_name"], options["signature_name"]
+    client = ServingClient.grpc(grpc_target) if grpc_target else ServingClient.rest(rest_url)
+    try:
+        metadata = client.get_model_metadata(model_name)
+    except ServingError as exc:
+        raise _bench.BenchError(f"Could not read the metadata of model {model_name!r}: {exc}") from exc
+    finally:
+        client.close()
+    signature = metadata.signatures.get(signature_name)
+    if signature is None:
+        raise _bench.BenchError(f"Model {model_name!r} v{metadata.version} has no signature {signature_name!r}. "
+                                f"It has: {sorted(metadata.signatures)}")
+    version_path = _version_dir(options["model_base_path"], metadata.version) if options["model_base_path"] else None
+    sample_path = options["input_path"] or (version_path / "assets.extra" / "sample_request.json" if version_path else None)
+    sample_body = None
+    if sample_path is not None and sample_path.is_file():
+        try:
+            sample_body = json.loads(sample_path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise _bench.BenchError(f"{sample_path} is not valid JSON: {exc}") from exc
+    try:
+        payloads = _bench.build_payloads(model_name=model_name, signature_name=signature_name, signature=signature,
+                                         sample_body=sample_body, batch_sizes=options["batch_sizes"])
+    except (ValueError, TypeError) as exc:
+        raise _bench.BenchError(f"Cannot build requests from {sample_path or 'the model metadata'}: {exc}") from exc
+    target = _bench.Target(model_name=model_name, rest_url=rest_url, grpc_target=grpc_target,
+                           signature_name=signature_name, version_path=version_path)
+    scenarios = _bench.plan_scenarios(
+        protocols=options["protocols"], concurrencies=options["concurrencies"], batch_sizes=options["batch_sizes"],
+        rate=options["rate"], floor=options["floor"], baselines=options["baselines"],
+        in_process=version_path is not None, batching=batching,
+    )
+    limits = plan["limits"]
+    source = sample_path if sample_body is not None else "synthesized from metadata"
+    console.print(f"[bold]{model_name}[/] v{metadata.version}, batching {batching}, inputs from {source}; "
+                  f"rest={rest_url} grpc={grpc_target}; {len(scenarios)} measurements")
+    measurements = []
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task(f"batching {batching}", total=len(scenarios))
+        for scenario in scenarios:
+            expected = _bench.expected_requests(scenario, limits)
+            # Without a known request count the bar tracks time (tenths of a second) instead.
+            by_time = expected is None and limits.duration is not None
+            task = progress.add_task(scenario.label, total=limits.duration * 10 if by_time else expected)
+
+            def report(done: int, elapsed: float, task: Any = task, scenario: Any = scenario, by_time: bool = by_time) -> None:
+                if by_time:
+                    progress.update(task, completed=min(elapsed, limits.duration) * 10,
+                                    description=f"{scenario.label}: {done:,} requests")
+                else:
+                    progress.update(task, completed=done)
+
+            measurement = _bench.run_scenario(
+                scenario, target=target, payloads=payloads, limits=limits, processes=plan["processes"], on_progress=report,
+            )
+            stats = measurement.stats
+            progress.update(task, total=stats.requests + stats.errors, completed=stats.requests + stats.errors,
+                            description=f"{scenario.label}: {stats.throughput_rps:,.0f} req/s p50 {stats.p50_ms:.2f} ms "
+                                        f"p99 {stats.p99_ms:.2f} ms err {stats.errors} (load {measurement.load_avg_1m:.1f})")
+            progress.advance(overall)
+            measurements.append(measurement)
+    return measurements
