@@ -221,6 +221,7 @@ def _is_number(text: str) -> bool:
 
 
 def _load_csv(config: TrainConfig):
+    assert config.csv_path is not None  # TrainConfig picks this loader only with a CSV path
     path = Path(config.csv_path)
     if not path.is_file():
         raise DatasetError(f"CSV file not found or not a file. Received: csv_path={str(path)!r}")
@@ -261,9 +262,9 @@ def _load_csv(config: TrainConfig):
         )
     if task == "auto":
         if target_numeric:
-            values = np.asarray([float(v) for v in target_values])
-            distinct = np.unique(values)
-            integral = bool(np.all(values == np.round(values)))
+            numbers = np.asarray([float(v) for v in target_values])
+            distinct = np.unique(numbers)
+            integral = bool(np.all(numbers == np.round(numbers)))
             task = "classification" if integral and len(distinct) <= _MAX_AUTO_CLASSES else "regression"
         else:
             task = "classification"
@@ -272,8 +273,8 @@ def _load_csv(config: TrainConfig):
         class_names: tuple[str, ...] = ()
     else:
         if any(v == "" for v in target_values):
-            row = target_values.index("") + 2
-            raise DatasetError(f"Target column {config.target!r} is empty at CSV row {row}. Received: value=''")
+            empty_row = target_values.index("") + 2
+            raise DatasetError(f"Target column {config.target!r} is empty at CSV row {empty_row}. Received: value=''")
         if target_numeric:
             # Order numeric labels by value ("2" before "10"), not as strings.
             class_names = tuple(sorted(set(target_values), key=float))
@@ -293,9 +294,9 @@ def _load_csv(config: TrainConfig):
         filled = [v for v in values if v != ""]
         if filled and all(_is_number(v) for v in filled):
             if len(filled) != len(values):
-                row = values.index("") + 2
+                empty_row = values.index("") + 2
                 raise DatasetError(
-                    f"Numeric CSV column {column!r} is empty at row {row}; fill missing numbers. Received: value=''"
+                    f"Numeric CSV column {column!r} is empty at row {empty_row}; fill missing numbers. Received: value=''"
                 )
             inputs[name] = np.asarray([float(v) for v in values], dtype=np.float32)
             features.append(Feature(name=name, dtype="float32", shape=()))
@@ -308,6 +309,7 @@ def _load_csv(config: TrainConfig):
 def _load_image_dir(config: TrainConfig):
     from PIL import Image, UnidentifiedImageError
 
+    assert config.image_dir is not None  # TrainConfig picks this loader only with an image folder
     root = Path(config.image_dir)
     if not root.is_dir():
         raise DatasetError(f"Image folder not found or not a directory. Received: image_dir={str(root)!r}")
@@ -327,8 +329,8 @@ def _load_image_dir(config: TrainConfig):
             raise DatasetError(f"Class folder {str(class_dir)!r} has no images ({', '.join(_IMAGE_SUFFIXES)}).")
         for file in files:
             try:
-                with Image.open(file) as image:
-                    image = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                with Image.open(file) as opened:
+                    image = opened.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
                     images.append(np.asarray(image, dtype=np.float32))
             except (OSError, UnidentifiedImageError) as exc:
                 raise DatasetError(f"Cannot read image {str(file)!r}: {exc}") from exc

@@ -45,7 +45,7 @@ def read_warmup_records(path: Path) -> list:
     from google.protobuf.message import DecodeError
     from tensorflow_serving.apis import prediction_log_pb2
 
-    logs = []
+    logs: list[prediction_log_pb2.PredictionLog] = []
     try:
         for record in tf.compat.v1.io.tf_record_iterator(str(path)):
             if len(logs) >= MAX_RECORDS:

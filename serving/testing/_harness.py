@@ -152,7 +152,9 @@ class RunningBackend(Protocol):
 class ServingBackend(Protocol):
     """Something that can start a TF-Serving-compatible server for a ServeRequest."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """embedded, docker or external."""
 
     def start(self, request: ServeRequest, workdir: Path) -> RunningBackend:
         """Start serving `request` without waiting for the models; files go under `workdir`."""

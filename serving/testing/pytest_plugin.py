@@ -181,9 +181,10 @@ def tfstack_serving_factory(tfstack_serving_backend: ServingBackend, pytestconfi
                     f"Received: base_path={base_path!r}, models={models!r}"
                 )
             if models is None:
+                assert base_path is not None  # checked above: exactly one of the two
                 models = {model_name or Path(base_path).name: base_path}
             request = ServeRequest(
-                models=models, flags=tuple(flags), timeout=default_timeout if timeout is None else timeout
+                models={name: Path(path) for name, path in models.items()}, flags=tuple(flags), timeout=default_timeout if timeout is None else timeout
             )
             key = (tuple(request.models.items()), request.flags)
             if key not in started:
