@@ -1,6 +1,6 @@
 """Batch-1 Predict throughput with dynamic batching off and on, next to the transport floor (issue 5, Speed).
 
-At concurrency 32 (closed loop, load from separate spawned processes: `serving._bench`), for
+At concurrency 32 (closed loop, load from separate spawned processes: `tfstack.serving.bench._bench`), for
 REST and gRPC, one embedded server per setting:
   * floor: the empty request through the same stack (gRPC grpc.health.v1.Health/Check,
     REST GET /tfstack/ping);
@@ -44,7 +44,7 @@ num_batch_threads { value: 1 }
 
 
 def _tfstack() -> list[str]:
-    return [sys.executable, "-m", "tfstack_cli"]
+    return [sys.executable, "-m", "tfstack"]
 
 
 def _ensure_model(base_path: Path) -> Path:
@@ -96,7 +96,7 @@ def _null_model(args: argparse.Namespace) -> int:
     """Floor and Predict (batching off/on) against null_model_server.py; prints the ratios."""
     import json
 
-    from serving._harness import EmbeddedBackend, ServeRequest, serve_models
+    from tfstack.serving.testing._harness import EmbeddedBackend, ServeRequest, serve_models
 
     base_path = _ensure_model(args.model_base_path.absolute())
     backend = EmbeddedBackend(entry=(str(REPO / "benchmarks" / "null_model_server.py"),))

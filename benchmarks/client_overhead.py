@@ -4,7 +4,7 @@ Measures, against one `tfstack serve` subprocess serving half_plus_two:
   1. end-to-end latency of a batch-1 Predict over gRPC (and REST for tfstack's client),
   2. client-side CPU work per batch-1 Predict with the network taken out (build the request,
      serialize it, parse a real response, convert it to numpy), for both clients,
-  3. `import client` time and peak RSS in a fresh interpreter, next to
+  3. `from tfstack import client` time and peak RSS in a fresh interpreter, next to
      `import tensorflow_serving.apis` (which imports TensorFlow).
 
 Run:  .venv/bin/python benchmarks/client_overhead.py [--iterations 2000] [--json out.json]
@@ -78,9 +78,9 @@ def main() -> None:
     results["import"] = {
         "python -c pass": _fresh_import("pass"),
         "import numpy (the floor: results are ndarrays)": _fresh_import("import numpy"),
-        "import client": _fresh_import("import client"),
-        "import client + grpc client": _fresh_import("import client; client.ServingClient.grpc('127.0.0.1:1').close()"),
-        "import client + rest client": _fresh_import("import client; client.ServingClient.rest('http://127.0.0.1:1').close()"),
+        "from tfstack import client": _fresh_import("from tfstack import client"),
+        "import client + grpc client": _fresh_import("from tfstack import client; client.ServingClient.grpc('127.0.0.1:1').close()"),
+        "import client + rest client": _fresh_import("from tfstack import client; client.ServingClient.rest('http://127.0.0.1:1').close()"),
         "import tensorflow_serving.apis (predict stubs)": _fresh_import(
             "from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc", repeats=3
         ),
@@ -91,8 +91,8 @@ def main() -> None:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from client import ServingClient
-    from client._proto import tfstack_serving_pb2 as pb
+    from tfstack.client import ServingClient
+    from tfstack.client._proto import tfstack_serving_pb2 as pb
     from tests.support.models import build_half_plus
     from tests.support.server import start_server
 
@@ -150,7 +150,7 @@ def main() -> None:
 
     class InMemory:
         def __init__(self) -> None:
-            from client._grpc import GrpcCodec
+            from tfstack.client._grpc import GrpcCodec
 
             self.codec = GrpcCodec()
 

@@ -30,7 +30,7 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    # As the server runs it (serving/_server.py): one intra-op and one inter-op thread.
+    # As the server runs it (serving/server/_server.py): one intra-op and one inter-op thread.
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     signature = tf.saved_model.load(args.model_dir).signatures["serving_default"]

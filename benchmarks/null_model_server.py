@@ -44,9 +44,9 @@ def _zero_outputs(servable, feeds, fetches) -> dict[str, np.ndarray]:
 def main(argv: list[str]) -> int:
     import os
 
-    from serving import _core, _servable
-    from serving._inference import run_prepared
-    from serving._server import main as serve
+    from tfstack.serving.server import _core, _servable
+    from tfstack.serving.server._inference import run_prepared
+    from tfstack.serving.server._server import main as serve
 
     _servable.Servable.run = _zero_outputs  # type: ignore[method-assign]
     if os.environ.get("NULL_MODEL_ON_LOOP") == "1":

@@ -40,8 +40,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    import export
-    from training import TrainConfig, train
+    from tfstack import export
+    from tfstack.training import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

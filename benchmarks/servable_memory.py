@@ -47,7 +47,7 @@ def _config(name: str, base: Path | None):
 
 
 async def _until_unloaded(core, name: str, versions: int, deadline: float) -> None:
-    from serving import State
+    from tfstack.serving import State
 
     while time.monotonic() < deadline:
         states = core.version_states(name)
@@ -79,7 +79,7 @@ def build_model(path: Path, mib: int) -> Path:
 async def run(version_dir: Path, versions: int, cycles: int) -> dict:
     import tensorflow  # noqa: F401  (imported first, so the baseline below includes it)
 
-    from serving import ManagerOptions, ModelManager, ServerCore
+    from tfstack.serving import ManagerOptions, ModelManager, ServerCore
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +122,7 @@ def main() -> int:
     if args.onednn_off:  # read when TensorFlow is imported, which has not happened yet
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
     sys.path.insert(0, str(Path(args.repo).resolve()))
-    import serving
+    from tfstack import serving
 
     print(f"serving package: {Path(serving.__file__).parent}")
     if bool(args.version_dir) == bool(args.model_mib):

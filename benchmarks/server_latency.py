@@ -4,7 +4,7 @@ Measures, in one run, at concurrency 1:
   (a) in-process: the version's Session callable (what the server runs since issue 13), the same
       SavedModel's serving_default signature as a TF2 concrete function (tf.saved_model.load, flat
       call: what the server ran before), and the server's whole unbatched predict path
-      (prepare -> Session call -> finish, `serving._inference.run_prepared`);
+      (prepare -> Session call -> finish, `tfstack.serving.server._inference.run_prepared`);
   (b) transport floor: an empty request through the same server stack: gRPC
       grpc.health.v1.Health/Check and the REST route that touches no model (GET /tfstack/ping);
   (c) Predict over gRPC and over REST.
@@ -97,7 +97,7 @@ def _ensure_model(base_path: str | None) -> tuple[str, Path]:
     base = REPO / "models" / "digits"
     if not base.is_dir():
         print(f"{base} not found: training the default digits model (tfstack train) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "tfstack_cli", "train", "--base-path", str(base.parent), "--quiet"],
+        subprocess.run([sys.executable, "-m", "tfstack", "train", "--base-path", str(base.parent), "--quiet"],
                        check=True, cwd=REPO)
     return "digits", base
 
@@ -137,9 +137,9 @@ def main() -> int:
     tf.config.threading.set_inter_op_parallelism_threads(args.session_parallelism or 1)
     from tensorflow_serving.apis import predict_pb2
 
-    from serving._inference import prepare_predict, run_prepared
-    from serving._manager import discover_versions
-    from serving._servable import BundleOptions, load_servable, session_config_from_flags
+    from tfstack.serving.server._inference import prepare_predict, run_prepared
+    from tfstack.serving.server._manager import discover_versions
+    from tfstack.serving.server._servable import BundleOptions, load_servable, session_config_from_flags
     from tests.support.server import start_server
 
     versions = discover_versions(model_name, str(base))

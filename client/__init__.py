@@ -1,6 +1,6 @@
 """tfstack's client for TF-Serving-compatible servers, over REST or gRPC, without TensorFlow.
 
-    from client import ServingClient
+    from tfstack.client import ServingClient
 
     with ServingClient.grpc("localhost:8500") as c:          # or ServingClient.rest("http://localhost:8501")
         c.wait_until_available("half_plus_two")
@@ -11,8 +11,8 @@
 Importing this package loads numpy only; httpx, grpc and protobuf load with the first client.
 """
 
-from client._client import AsyncServingClient, ServingClient
-from client._errors import (
+from tfstack.client._client import AsyncServingClient, ServingClient
+from tfstack.client._errors import (
     BadResponseError,
     InternalServerError,
     InvalidInputError,
@@ -22,9 +22,9 @@ from client._errors import (
     ServingError,
     VersionLabelNotFoundError,
 )
-from client._options import RetryPolicy, TlsConfig
-from client._traffic import AsyncCanarySplit, CanarySplit, LabelStats, ShadowReport, TrafficStats
-from client._results import (
+from tfstack.client._options import RetryPolicy, TlsConfig
+from tfstack.client._traffic import AsyncCanarySplit, CanarySplit, LabelStats, ShadowReport, TrafficStats
+from tfstack.client._results import (
     Classification,
     ClassifyResult,
     ModelMetadata,

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import numpy as np
 
-from client._client import ServingClient
-from client._errors import ServingError
+from tfstack.client._client import ServingClient
+from tfstack.client._errors import ServingError
 
 __all__ = ["predict", "status"]
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from client import _arguments as args
-from client._errors import RequestTimeoutError, ServingError
-from client._options import DEFAULT_MAX_MESSAGE_SIZE, NO_RETRY, RetryPolicy, TlsConfig
-from client._protocol import Codec, Operation, Sleep, wait_until_available, with_retries
-from client._results import ClassifyResult, ModelMetadata, ModelStatus, RegressResult
+from tfstack.client import _arguments as args
+from tfstack.client._errors import RequestTimeoutError, ServingError
+from tfstack.client._options import DEFAULT_MAX_MESSAGE_SIZE, NO_RETRY, RetryPolicy, TlsConfig
+from tfstack.client._protocol import Codec, Operation, Sleep, wait_until_available, with_retries
+from tfstack.client._results import ClassifyResult, ModelMetadata, ModelStatus, RegressResult
 
 __all__ = ["ServingClient", "AsyncServingClient"]
 
@@ -141,7 +141,7 @@ class ServingClient(_ClientBase):
             headers: extra HTTP headers on every request (e.g. authorization).
             max_connections: size of the keep-alive connection pool.
         """
-        from client._rest import RestTransport
+        from tfstack.client._rest import RestTransport
 
         transport = RestTransport(
             url, json_format=json_format, gzip=gzip, tls=tls, headers=headers, max_connections=max_connections
@@ -170,7 +170,7 @@ class ServingClient(_ClientBase):
             options: extra grpc channel options.
             metadata: gRPC metadata sent with every call.
         """
-        from client._grpc import GrpcTransport
+        from tfstack.client._grpc import GrpcTransport
 
         transport = GrpcTransport(
             target, tls=tls, max_message_size=max_message_size, options=options, metadata=metadata
@@ -338,7 +338,7 @@ class AsyncServingClient(_ClientBase):
         max_connections: int = 100,
     ) -> AsyncServingClient:
         """A client for the REST API at `url`; arguments as in ServingClient.rest."""
-        from client._rest import AsyncRestTransport
+        from tfstack.client._rest import AsyncRestTransport
 
         transport = AsyncRestTransport(
             url, json_format=json_format, gzip=gzip, tls=tls, headers=headers, max_connections=max_connections
@@ -358,7 +358,7 @@ class AsyncServingClient(_ClientBase):
         metadata: Mapping[str, str] | None = None,
     ) -> AsyncServingClient:
         """A client for the gRPC API at `target`; arguments as in ServingClient.grpc."""
-        from client._grpc import AsyncGrpcTransport
+        from tfstack.client._grpc import AsyncGrpcTransport
 
         transport = AsyncGrpcTransport(
             target, tls=tls, max_message_size=max_message_size, options=options, metadata=metadata
@@ -376,7 +376,7 @@ class AsyncServingClient(_ClientBase):
             reply = error = None
             if isinstance(step, Sleep):
                 left = None if deadline is None else deadline - time.monotonic()
-                import asyncio  # imported here: `import client` stays light for sync users
+                import asyncio  # imported here: `from tfstack import client` stays light for sync users
 
                 await asyncio.sleep(step.seconds if left is None else max(0.0, min(step.seconds, left)))
                 continue

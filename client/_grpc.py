@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from client._arguments import Feature, ModelSelector
-from client._errors import BadResponseError, ServingError, error_for, normalise_code
-from client._options import DEFAULT_MAX_MESSAGE_SIZE, TlsConfig
-from client._proto import tfstack_serving_pb2 as pb
-from client._protocol import Operation, SignatureCache, single_input_name
-from client._results import (
+from tfstack.client._arguments import Feature, ModelSelector
+from tfstack.client._errors import BadResponseError, ServingError, error_for, normalise_code
+from tfstack.client._options import DEFAULT_MAX_MESSAGE_SIZE, TlsConfig
+from tfstack.client._proto import tfstack_serving_pb2 as pb
+from tfstack.client._protocol import Operation, SignatureCache, single_input_name
+from tfstack.client._results import (
     Classification,
     ClassifyResult,
     ModelMetadata,
@@ -28,8 +28,8 @@ from client._results import (
     TensorInfo,
     VersionStatus,
 )
-from client._dtypes import friendly_dtype
-from client._tensors import to_ndarray, to_tensor_proto
+from tfstack.client._dtypes import friendly_dtype
+from tfstack.client._tensors import to_ndarray, to_tensor_proto
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 CLASSIFY = "/tensorflow.serving.PredictionService/Classify"

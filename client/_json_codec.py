@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from client._arguments import Feature
-from client._errors import BadResponseError
-from client._dtypes import DTYPE_BY_NAME
+from tfstack.client._arguments import Feature
+from tfstack.client._errors import BadResponseError
+from tfstack.client._dtypes import DTYPE_BY_NAME
 
 _ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 

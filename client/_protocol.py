@@ -30,16 +30,16 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from client._arguments import Feature, ModelSelector
-from client._errors import (
+from tfstack.client._arguments import Feature, ModelSelector
+from tfstack.client._errors import (
     InvalidInputError,
     ModelNotFoundError,
     RequestTimeoutError,
     ServerUnavailableError,
     ServingError,
 )
-from client._options import RetryPolicy
-from client._results import ClassifyResult, ModelMetadata, ModelStatus, RegressResult, SignatureInfo
+from tfstack.client._options import RetryPolicy
+from tfstack.client._results import ClassifyResult, ModelMetadata, ModelStatus, RegressResult, SignatureInfo
 
 T = TypeVar("T")
 

@@ -20,10 +20,10 @@ from urllib.parse import quote, urlsplit
 
 import numpy as np
 
-from client import _json_codec as codec_json
-from client._arguments import Feature, ModelSelector
-from client._dtypes import DT_NAME_BY_FRIENDLY, friendly_dtype
-from client._errors import (
+from tfstack.client import _json_codec as codec_json
+from tfstack.client._arguments import Feature, ModelSelector
+from tfstack.client._dtypes import DT_NAME_BY_FRIENDLY, friendly_dtype
+from tfstack.client._errors import (
     HTTP_TO_CODE,
     BadResponseError,
     RequestTimeoutError,
@@ -31,9 +31,9 @@ from client._errors import (
     ServingError,
     error_for,
 )
-from client._options import TlsConfig
-from client._protocol import Operation, SignatureCache, check_output_filter
-from client._results import (
+from tfstack.client._options import TlsConfig
+from tfstack.client._protocol import Operation, SignatureCache, check_output_filter
+from tfstack.client._results import (
     Classification,
     ClassifyResult,
     ModelMetadata,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from client._dtypes import DTYPE_BY_NAME
-from client._errors import BadResponseError
-from client._proto import tfstack_serving_pb2 as pb
+from tfstack.client._dtypes import DTYPE_BY_NAME
+from tfstack.client._errors import BadResponseError
+from tfstack.client._proto import tfstack_serving_pb2 as pb
 
 _NAME_BY_KIND_SIZE: dict[tuple[str, int], str] = {
     (dt.kind, dt.itemsize): name for name, dt in DTYPE_BY_NAME.items() if dt is not None

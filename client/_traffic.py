@@ -10,8 +10,8 @@ this to clients: tensorflow/serving#788).
 - `TrafficStats`: per-label request, error and latency counters (a sliding window of recent
   latencies for p50/p99), which `tfstack rollout watch` reads to roll a bad canary back.
 
-    from client import ServingClient
-    from client._traffic import CanarySplit
+    from tfstack.client import ServingClient
+    from tfstack.client._traffic import CanarySplit
 
     with ServingClient.grpc("localhost:8500") as c:
         split = CanarySplit(c, "iris", canary_weight=0.1, shadow_fraction=0.05)
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from client._errors import ServingError, VersionLabelNotFoundError
+from tfstack.client._errors import ServingError, VersionLabelNotFoundError
 
 STABLE = "stable"
 CANARY = "canary"

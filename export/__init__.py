@@ -9,7 +9,7 @@ TF Serving ignores. A model name is one path component of letters, digits, `_`, 
 starting with `.` or `-` and not purely numeric (so it can never be mistaken for a version).
 
 Example:
-    >>> import export
+    >>> from tfstack import export
     >>> spec = export.ExportSpec(model_name="digits", task="classification", keras_model=model,
     ...                          features=(export.FeatureSpec(name="pixels", dtype="float32", shape=(8, 8)),),
     ...                          class_names=tuple("0123456789"), sample_inputs={"pixels": x_test[:8]})
@@ -21,7 +21,7 @@ Example:
     True
 """
 
-from export._errors import (
+from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
@@ -29,10 +29,10 @@ from export._errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from export._check import CheckReport, SignatureCheck, check_saved_model
-from export._external import export_model
-from export._repository import ModelRepository, publish
-from export._spec import ExportSpec, FeatureSpec, PublishedVersion
+from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
+from tfstack.export._external import export_model
+from tfstack.export._repository import ModelRepository, publish
+from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion
 
 __all__ = [
     "CheckReport",

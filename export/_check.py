@@ -4,7 +4,7 @@ It repeats what `tensorflow_model_server` does with a version, in order, for any
 (tfstack's own, TF1 graphs, other exporters):
 
 1. Load the MetaGraph with the given tags through the Session loader (restore op, init op):
-   `export._session.SessionModel`.
+   `tfstack.export._session.SessionModel`.
 2. Replay `assets.extra/tf_serving_warmup_requests` as TF Serving's warmup does during the load
    (servables/tensorflow/saved_model_warmup_util.cc): at most 1000 records; Predict, Classify,
    Regress and MultiInference records run; session_run_log / predict_streamed_log fail the load.
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from export._errors import VerificationError
+from tfstack.export._errors import VerificationError
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
@@ -162,7 +162,7 @@ def check_saved_model(
 
     import tensorflow  # noqa: F401  (imported first so load_seconds times the load, not the import)
 
-    from export import _session
+    from tfstack.export import _session
 
     start = time.perf_counter()
     try:

@@ -12,9 +12,9 @@ from typing import Any
 
 import click
 
-from export._errors import CorruptVersionError, ExportError
-from export._manifest import key_metric
-from export._repository import ModelRepository
+from tfstack.export._errors import CorruptVersionError, ExportError
+from tfstack.export._manifest import key_metric
+from tfstack.export._repository import ModelRepository
 
 _BASE_PATH = click.option(
     "--base-path",
@@ -101,7 +101,7 @@ def check(target: str, version: int | None, base_path: str, tags: str, method_na
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export._check import check_saved_model
+    from tfstack.export._check import check_saved_model
 
     path = _version_dir(target, version, base_path)
     tag_list = tuple(t for t in tags.split(",") if t)
@@ -280,7 +280,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from export._external import export_model
+    from tfstack.export._external import export_model
 
     names = tuple(c.strip() for c in class_names.split(",")) if class_names else ()
     if class_names is not None and (not all(names) or len(set(names)) != len(names)):

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from export._errors import ExportError
-from export._spec import MAX_SAMPLE_ROWS, ExportSpec, FeatureSpec, PublishedVersion, check_model_name
+from tfstack.export._errors import ExportError
+from tfstack.export._spec import MAX_SAMPLE_ROWS, ExportSpec, FeatureSpec, PublishedVersion, check_model_name
 
 # Rows of zeros used for verification and warmup when no sample is given.
 _DEFAULT_SAMPLE_ROWS = 2
@@ -72,7 +72,7 @@ def export_model(
         raise ValueError(f"task must be 'classification', 'regression' or None. Received: task={task!r}")
     if task == "regression" and class_names:
         raise ValueError(f"class_names is for classification only. Received: class_names={list(class_names)!r}")
-    from export._repository import ModelRepository
+    from tfstack.export._repository import ModelRepository
 
     repository = ModelRepository(base_path)
     if isinstance(model, (str, os.PathLike)) and Path(model).is_dir():
@@ -269,7 +269,7 @@ def _load_keras(model: Any) -> tuple[Any, str]:
 
 def _saved_model_features(source: Path, tags: tuple[str, ...]) -> tuple[FeatureSpec, ...]:
     """serving_default's inputs as FeatureSpecs, to decode a sample file for a SavedModel."""
-    from export._signatures import read_signature_summary
+    from tfstack.export._signatures import read_signature_summary
 
     if not (source / "saved_model.pb").is_file():
         raise ExportError(f"Cannot export {source}: expected a SavedModel directory (with saved_model.pb).")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from export._spec import ExportSpec, to_jsonable
+from tfstack.export._spec import ExportSpec, to_jsonable
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = 1

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from export._errors import (
+from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
@@ -34,7 +34,7 @@ from export._errors import (
     VersionExistsError,
     VersionNotFoundError,
 )
-from export._spec import ExportSpec, PublishedVersion, check_model_name, check_version
+from tfstack.export._spec import ExportSpec, PublishedVersion, check_model_name, check_version
 
 ASSETS_EXTRA = "assets.extra"
 STAGING_PREFIX = ".staging-"
@@ -257,7 +257,7 @@ class ModelRepository:
     # ---- internals -----------------------------------------------------------------------
 
     def _stage_export(self, spec: ExportSpec, staging: Path) -> Callable[[int, list[str]], dict[str, Any]]:
-        from export import _manifest, _plots, _signatures, _warmup
+        from tfstack.export import _manifest, _plots, _signatures, _warmup
 
         try:
             class_names = _signatures.resolve_class_names(spec) if spec.task == "classification" else ()
@@ -297,7 +297,7 @@ class ModelRepository:
         version: int | None,
         build_manifest: Callable[[int, list[str]], dict[str, Any]],
     ) -> PublishedVersion:
-        from export import _manifest
+        from tfstack.export import _manifest
 
         with self._publish_lock(model_dir):
             if version is None:
@@ -450,7 +450,7 @@ def _stage_copy(
     tags: tuple[str, ...] = ("serve",),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
     """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
-    from export import _manifest, _signatures, _warmup
+    from tfstack.export import _manifest, _signatures, _warmup
 
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
@@ -482,8 +482,8 @@ def _stage_copy(
 
 
 def _verify_saved_model(source: Path, staging: Path, tags: tuple[str, ...]) -> None:
-    """Refuse a copied SavedModel that TF Serving would not load or serve (see export._check)."""
-    from export._check import check_saved_model
+    """Refuse a copied SavedModel that TF Serving would not load or serve (see tfstack.export._check)."""
+    from tfstack.export._check import check_saved_model
 
     report = check_saved_model(staging, tags=tags)
     failures = report.failures
@@ -510,7 +510,7 @@ def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
     classify/regress on tf.Examples serialized from the same rows; all must match the in-memory
     Keras model to VERIFY_TOLERANCE. Raises VerificationError (one line naming the signature).
     """
-    from export import _session, _signatures
+    from tfstack.export import _session, _signatures
 
     expected = _signatures.signature_names(spec.task)
     inputs = _signatures.sample_tensors(spec)

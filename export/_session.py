@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from export._errors import VerificationError
+from tfstack.export._errors import VerificationError
 
 # TF's message for a resource variable whose handle was never assigned (restore missed it).
 _MISSING_VARIABLE = re.compile(r"Could not find variable ([^\s.]+(?:\.[^\s.]+)*?)\. ")

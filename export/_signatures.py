@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from export._errors import ExportError
-from export._spec import ExportSpec, FeatureSpec
+from tfstack.export._errors import ExportError
+from tfstack.export._spec import ExportSpec, FeatureSpec
 
 SERVING_DEFAULT = "serving_default"
 CLASSIFY = "classify"

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from export._signatures import CLASSIFY, REGRESS, SERVING_DEFAULT, make_examples
-from export._spec import ExportSpec
+from tfstack.export._signatures import CLASSIFY, REGRESS, SERVING_DEFAULT, make_examples
+from tfstack.export._spec import ExportSpec
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 SAMPLE_REQUEST_FILE = "sample_request.json"

@@ -3,22 +3,22 @@
 Importing this package is cheap; TensorFlow loads only when a model does.
 """
 
-from serving._batching import BatchingParameters, BatchScheduler, parse_batching_parameters, read_batching_parameters
-from serving._core import ServerCore, State, VersionStatus
-from serving._inference import Classifications, InferenceTask
-from serving._servable import BundleOptions, Servable, load_servable
-from serving._errors import Code, RolloutError, ServerError, StatusError
-from serving._flags import FlagError, ServerOptions, parse_flags
-from serving._manager import ManagerOptions, ModelManager
-from serving._model_config import read_model_config_file, single_model_config
-from serving._monitoring import (
+from tfstack.serving.server._batching import BatchingParameters, BatchScheduler, parse_batching_parameters, read_batching_parameters
+from tfstack.serving.server._core import ServerCore, State, VersionStatus
+from tfstack.serving.server._inference import Classifications, InferenceTask
+from tfstack.serving.server._servable import BundleOptions, Servable, load_servable
+from tfstack.serving._errors import Code, RolloutError, ServerError, StatusError
+from tfstack.serving.server._flags import FlagError, ServerOptions, parse_flags
+from tfstack.serving.server._manager import ManagerOptions, ModelManager
+from tfstack.serving.server._model_config import read_model_config_file, single_model_config
+from tfstack.serving.server._monitoring import (
     MonitoringConfig,
     PrometheusConfig,
     ServerMetrics,
     parse_monitoring_config,
     read_monitoring_config,
 )
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     BackendUnavailableError,
     DockerBackend,
     EmbeddedBackend,
@@ -28,8 +28,8 @@ from serving._harness import (
     ServingEndpoint,
     serve_models,
 )
-from serving._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
-from serving._server import run_server
+from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
+from tfstack.serving.server._server import run_server
 
 __all__ = [
     "BackendUnavailableError",

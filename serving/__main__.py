@@ -1,8 +1,8 @@
-"""`python -m serving --model_base_path=...`: the same as `tfstack serve`."""
+"""`python -m tfstack.serving --model_base_path=...`: the same as `tfstack serve`."""
 
 import sys
 
-from serving._server import main
+from tfstack.serving.server._server import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -2,18 +2,18 @@
 
 Typical use:
 
-    >>> from training import TrainConfig, train
+    >>> from tfstack.training import TrainConfig, train
     >>> result = train(TrainConfig(dataset="iris", epochs=30))
     >>> result.metrics["accuracy"]
     >>> export.publish(result.export_spec(), "models")
 """
 
-from training._config import TrainConfig
-from training._datasets import Dataset, Feature, Split, fingerprint, load_dataset
-from training._errors import ConfigError, DatasetError, ModelError, TrainingError
-from training._metrics import classification_metrics, regression_metrics
-from training._models import build_model
-from training._train import TrainResult, train
+from tfstack.training._config import TrainConfig
+from tfstack.training._datasets import Dataset, Feature, Split, fingerprint, load_dataset
+from tfstack.training._errors import ConfigError, DatasetError, ModelError, TrainingError
+from tfstack.training._metrics import classification_metrics, regression_metrics
+from tfstack.training._models import build_model
+from tfstack.training._train import TrainResult, train
 
 __all__ = [
     "ConfigError",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from training._config import (
+from tfstack.training._config import (
     ACTIVATIONS,
     BUILTIN_DATASETS,
     COLOR_MODES,
@@ -19,7 +19,7 @@ from training._config import (
     TASKS,
     TrainConfig,
 )
-from training._errors import ConfigError, TrainingError
+from tfstack.training._errors import ConfigError, TrainingError
 
 _DEFAULTS = TrainConfig()
 
@@ -112,8 +112,8 @@ def train(
         if local_workers is not None:
             _run_local_cluster(click.get_current_context(), config, local_workers, quiet)
             return
-        from training._metrics import confusion_table, metrics_tables
-        from training._train import train as run_training
+        from tfstack.training._metrics import confusion_table, metrics_tables
+        from tfstack.training._train import train as run_training
 
         started = time.monotonic()
         result = run_training(config, progress=not quiet, console=Console(stderr=True))
@@ -145,7 +145,7 @@ def train(
         out.print(f"TensorBoard logs: {result.run_dir / 'logs'}")
     if no_export:
         return
-    import export
+    from tfstack import export
 
     try:
         published = export.publish(result.export_spec(), base_path, version=version)
@@ -172,9 +172,9 @@ def _run_local_cluster(ctx: click.Context, config: TrainConfig, count: int, quie
     """Start `count` copies of this command as one multi-worker cluster on 127.0.0.1 and wait."""
     import dataclasses
 
-    from training._datasets import dataset_name
-    from training._launcher import run_local_workers
-    from training._train import multi_worker_run_dir
+    from tfstack.training._datasets import dataset_name
+    from tfstack.training._launcher import run_local_workers
+    from tfstack.training._train import multi_worker_run_dir
 
     config = dataclasses.replace(config, strategy="multi-worker")
     if config.run_dir is not None:
@@ -183,7 +183,7 @@ def _run_local_cluster(ctx: click.Context, config: TrainConfig, count: int, quie
         run_dir = multi_worker_run_dir(config, config.model_name or dataset_name(config), workers=count)
     run_dir = run_dir.absolute()
     command = [
-        sys.executable, "-m", "tfstack_cli", "train", *_forwarded_options(ctx, skip={"local_workers", "strategy", "run_dir"}),
+        sys.executable, "-m", "tfstack", "train", *_forwarded_options(ctx, skip={"local_workers", "strategy", "run_dir"}),
         "--strategy", "multi-worker", "--run-dir", str(run_dir),
     ]
     if not quiet:
@@ -212,7 +212,7 @@ def _forwarded_options(ctx: click.Context, *, skip: set[str]) -> list[str]:
 
 def _check_repository(config: TrainConfig, base_path: str, version: int | None) -> None:
     """Fail before training, not after, on a base path that is a file or a version that exists."""
-    from training._datasets import dataset_name
+    from tfstack.training._datasets import dataset_name
 
     path = Path(base_path)
     if path.is_file():
@@ -224,7 +224,7 @@ def _check_repository(config: TrainConfig, base_path: str, version: int | None) 
         )
     if version is None:
         return
-    import export
+    from tfstack import export
 
     model_name = config.model_name or dataset_name(config)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from training._errors import ConfigError
+from tfstack.training._errors import ConfigError
 
 BUILTIN_DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes")
 MODELS = ("auto", "perceptron", "mlp", "cnn")

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from training._config import TrainConfig
-from training._errors import DatasetError
+from tfstack.training._config import TrainConfig
+from tfstack.training._errors import DatasetError
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # A numeric CSV target with at most this many distinct integer values is taken as class labels.

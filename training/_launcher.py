@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import IO, Sequence
 
-from training._errors import TrainingError
-from training._multiworker import BACKUP_DIRNAME
+from tfstack.training._errors import TrainingError
+from tfstack.training._multiworker import BACKUP_DIRNAME
 
 # How long a worker gets to exit after SIGINT before it is killed.
 _STOP_GRACE_SECONDS = 3.0

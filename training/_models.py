@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from training._datasets import Dataset
-from training._errors import ModelError
+from tfstack.training._datasets import Dataset
+from tfstack.training._errors import ModelError
 
 DEFAULT_HIDDEN = {"perceptron": (), "mlp": (64,), "cnn": (128,)}
 

@@ -42,9 +42,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from training._config import TrainConfig
-from training._datasets import Dataset, Split, tensor_inputs
-from training._errors import ConfigError, TrainingError
+from tfstack.training._config import TrainConfig
+from tfstack.training._datasets import Dataset, Split, tensor_inputs
+from tfstack.training._errors import ConfigError, TrainingError
 
 # The chief's BackupAndRestore directory inside the run directory.
 BACKUP_DIRNAME = "backup"

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from training._config import TrainConfig
-from training._datasets import Dataset, load_dataset, tensor_inputs
-from training._errors import TrainingError
-from training._metrics import classification_metrics, regression_metrics
-from training._models import build_model, resolve_model
-from training._multiworker import WorkerRole, multi_worker_strategy, worker_role
-from training._multiworker import fit as fit_multi_worker
+from tfstack.training._config import TrainConfig
+from tfstack.training._datasets import Dataset, load_dataset, tensor_inputs
+from tfstack.training._errors import TrainingError
+from tfstack.training._metrics import classification_metrics, regression_metrics
+from tfstack.training._models import build_model, resolve_model
+from tfstack.training._multiworker import WorkerRole, multi_worker_strategy, worker_role
+from tfstack.training._multiworker import fit as fit_multi_worker
 
 # Rows of the test split that travel with the export (warmup records and load-time verification).
 SAMPLE_ROWS = 16
@@ -54,7 +54,7 @@ class TrainResult:
             raise TrainingError(
                 f"Only the chief publishes a multi-worker run; this is worker {self.worker_index} of {self.workers}."
             )
-        import export
+        from tfstack import export
 
         return export.ExportSpec(
             model_name=self.model_name,

@@ -9,7 +9,7 @@ Fixtures:
       shapes [-1, 1], one shared tf_example:0 input, classify/regress method names), i.e.
       TF Serving's `saved_model_half_plus_two_cpu` shape.
   server (session): `tests.support.server.RunningServer` serving both (a --model_config_file)
-      as models "half_plus_two" and "half_plus_two_tf1", gRPC always, REST when serving._rest
+      as models "half_plus_two" and "half_plus_two_tf1", gRPC always, REST when tfstack.serving.server.rest._app
       exists; `server.grpc_target`, `server.rest_url`.
   grpc_channel (session): a `grpc.Channel` to that server with unlimited message sizes.
 

@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-from client import ServingClient
+from tfstack.client import ServingClient
 from tests.support.models import build_half_plus
 from tests.support.server import start_server
 

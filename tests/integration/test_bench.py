@@ -29,7 +29,7 @@ def model_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _bench(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tfstack_cli", "bench", *arguments],
+        [sys.executable, "-m", "tfstack", "bench", *arguments],
         capture_output=True, text=True, cwd=REPO, timeout=900,
     )
 
@@ -73,7 +73,7 @@ def test_bench_starts_the_embedded_server_and_reports_every_scenario(model_base:
 
 
 def test_bench_targets_a_running_server_open_and_closed_loop(model_base: Path, tmp_path: Path):
-    from serving._harness import EmbeddedBackend, ServeRequest, serve_models
+    from tfstack.serving.testing._harness import EmbeddedBackend, ServeRequest, serve_models
 
     out = tmp_path / "report"
     request = ServeRequest(models={"half_plus_two": model_base})
@@ -93,7 +93,7 @@ def test_bench_targets_a_running_server_open_and_closed_loop(model_base: Path, t
 
 
 def test_an_unreachable_server_is_a_clear_error_not_a_hang():
-    from serving import _bench
+    from tfstack.serving.bench import _bench
     from tests.support.server import free_port
 
     port = free_port()  # nothing listens there

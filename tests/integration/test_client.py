@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from client import (
+from tfstack.client import (
     AsyncServingClient,
     BadResponseError,
     ClassifyResult,
@@ -333,7 +333,7 @@ async def test_async_client(labelled_server, protocol):
 
 
 def test_cli_predict_and_status(labelled_server, protocol, tmp_path):
-    from client._cli import predict, status
+    from tfstack.client._cli import predict, status
 
     where = ["--rest", labelled_server.rest_url] if protocol == "rest" else ["--grpc", labelled_server.grpc_target]
     body = tmp_path / "body.json"
@@ -350,7 +350,7 @@ def test_tfstack_status_command_runs_without_tensorflow(labelled_server):
     import sys
 
     code = (
-        "import sys, tfstack_cli\n"
+        "import sys\nfrom tfstack import cli as tfstack_cli\n"
         "try:\n"
         f"    tfstack_cli.cli(['status', '{MODEL}', '--grpc', '{labelled_server.grpc_target}', '--json'])\n"
         "except SystemExit as exc:\n"

@@ -170,7 +170,7 @@ def test_config_file_several_models_reload_and_failures(tmp_path: Path, half_plu
 def test_startup_failures_exit_255_with_tf_serving_messages(tmp_path: Path):
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "tfstack_cli", "serve", *args],
+            [sys.executable, "-m", "tfstack", "serve", *args],
             capture_output=True, text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         )
 

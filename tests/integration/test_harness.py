@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     EmbeddedBackend,
     ExternalBackend,
     HarnessError,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     TF_SERVING_IMAGE,
     BackendUnavailableError,
     DockerBackend,

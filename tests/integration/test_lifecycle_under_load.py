@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (
     model_service_pb2_grpc,
 )
 
-from client import ServingClient
+from tfstack.client import ServingClient
 from tests.support.models import build_half_plus
 from tests.support.server import start_server
 

@@ -29,7 +29,7 @@ def _env() -> dict[str, str]:
 
 def _tfstack(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tfstack_cli", "train", *args],
+        [sys.executable, "-m", "tfstack", "train", *args],
         cwd=cwd, env=_env(), capture_output=True, text=True, timeout=DEADLINE_SECONDS,
     )
 
@@ -103,7 +103,7 @@ def test_a_killed_worker_stops_the_run_and_the_same_command_resumes_from_the_bac
     deadline = time.monotonic() + DEADLINE_SECONDS
     with launcher_log.open("w") as err:
         first = subprocess.Popen(
-            [sys.executable, "-m", "tfstack_cli", "train", *command], cwd=tmp_path, env=_env(),
+            [sys.executable, "-m", "tfstack", "train", *command], cwd=tmp_path, env=_env(),
             stdout=subprocess.DEVNULL, stderr=err, text=True,
         )
         try:

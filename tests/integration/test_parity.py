@@ -50,8 +50,8 @@ class Trained:
 
 
 def _train(dataset: str, base: Path, runs: Path) -> Trained:
-    import export
-    from training import TrainConfig, train
+    from tfstack import export
+    from tfstack.training import TrainConfig, train
 
     config = TrainConfig(
         dataset=dataset, model="mlp", hidden=(8,), epochs=3, patience=1, run_dir=str(runs / dataset), seed=7

@@ -28,7 +28,7 @@ ROWS = [
 def _spec():
     import keras
 
-    from export import ExportSpec, FeatureSpec
+    from tfstack.export import ExportSpec, FeatureSpec
 
     keras.utils.set_random_seed(11)
     age = keras.Input((), name="age", dtype="float32")
@@ -65,7 +65,7 @@ def _spec():
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory):
-    import export
+    from tfstack import export
 
     spec, model, samples = _spec()
     base = tmp_path_factory.mktemp("tfstack_models")

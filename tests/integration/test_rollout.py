@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client import RetryPolicy, ServingClient, ServingError
-from client._traffic import CanarySplit, TrafficStats
-from serving._gates import GateError
-from serving._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
+from tfstack.client import RetryPolicy, ServingClient, ServingError
+from tfstack.client._traffic import CanarySplit, TrafficStats
+from tfstack.serving.rollout._gates import GateError
+from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
 from tests.support.server import start_server
 
 MODEL = "iris"
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 def train(seed: int, epochs: int, *, run_dir: Path, dataset: str = "iris"):
-    from training import TrainConfig, train as run
+    from tfstack.training import TrainConfig, train as run
 
     return run(
         TrainConfig(dataset=dataset, model="mlp", hidden=(8,), epochs=epochs, seed=seed, model_name=MODEL,
@@ -107,7 +107,7 @@ class Load:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    import export
+    from tfstack import export
 
     workdir = tmp_path_factory.mktemp("rollout")
     base = workdir / "models"
@@ -175,10 +175,10 @@ def test_publish_canary_promote_rollback_promote_retire_under_load(tmp_path, tra
         # ---- gate failures leave config and state untouched
         before = config.read_bytes()
         state_before = rollout.state(MODEL)
-        import export
+        from tfstack import export
 
         v_bad = export.publish(train(seed=1, epochs=1, run_dir=tmp_path).export_spec(), base).version  # worse than v2
-        cli = [sys.executable, "-m", "tfstack_cli", "rollout", "--config", str(config), "--base-path", str(base),
+        cli = [sys.executable, "-m", "tfstack", "rollout", "--config", str(config), "--base-path", str(base),
                "--grpc", server.grpc_target, "--rest", server.rest_url]
         result = subprocess.run([*cli, "canary", MODEL, str(v_bad)], capture_output=True, text=True, cwd=REPO_ROOT,
                                 env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
@@ -220,7 +220,7 @@ def test_canary_and_promote_relying_on_config_polling_only(tmp_path, trained):
             load.wait_for_requests(100)
             rollout.canary(MODEL, 2)
             watch = subprocess.run(
-                [sys.executable, "-m", "tfstack_cli", "rollout", "--config", str(config), "--base-path", str(base),
+                [sys.executable, "-m", "tfstack", "rollout", "--config", str(config), "--base-path", str(base),
                  "--rest", server.rest_url, "watch", MODEL, "--duration", "1", "--interval", "0.5",
                  "--probe-requests", "5", "--max-p99-ratio", "10", "--min-p99-increase-ms", "500"],
                 capture_output=True, text=True, cwd=REPO_ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300,

@@ -293,7 +293,7 @@ def test_tf2_model_serves_every_api(others, testdata: Path):
     assert classification.classification_result.classifications[0].classes[0].score == 3.0
     # GetModelMetadata copies the MetaGraph's SignatureDefs (get_model_metadata_impl.cc), so the
     # served map is saved_model.pb's, byte for byte.
-    from serving._servable import read_meta_graph
+    from tfstack.serving.server._servable import read_meta_graph
 
     served = get_model_metadata_pb2.SignatureDefMap()
     _metadata(stub, "half_plus_two_tf2").metadata["signature_def"].Unpack(served)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _tfstack(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "COLUMNS": "120"}
     return subprocess.run(
-        [sys.executable, "-m", "tfstack_cli", "train", *args],
+        [sys.executable, "-m", "tfstack", "train", *args],
         cwd=cwd,
         env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,

@@ -34,8 +34,8 @@ def free_port() -> int:
 
 
 def rest_available() -> bool:
-    """Whether the REST front end (serving._rest) exists in this checkout."""
-    return importlib.util.find_spec("serving._rest") is not None
+    """Whether the REST front end (tfstack.serving.server.rest._app) exists in this checkout."""
+    return importlib.util.find_spec("tfstack.serving.server.rest._app") is not None
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def launch(tmp_path: Path, *args: str, rest: bool | None = None, grpc_port: int 
     rest_port = (rest_port or free_port()) if rest else 0
     tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / f"server-{grpc_port}.log"
-    command = [sys.executable, "-m", "tfstack_cli", "serve", f"--port={grpc_port}"]
+    command = [sys.executable, "-m", "tfstack", "serve", f"--port={grpc_port}"]
     if rest:
         command.append(f"--rest_api_port={rest_port}")
     command += list(args)
@@ -119,7 +119,7 @@ def start_server(
         tmp_path: where the server log goes.
         *args: extra tensorflow_model_server flags, e.g. "--model_config_file=/abs/models.config".
         model_name, model_base_path: passed as --model_name/--model_base_path when the base path is given.
-        rest: serve REST too (default: whenever serving._rest exists).
+        rest: serve REST too (default: whenever tfstack.serving.server.rest._app exists).
         expected_exit_code: checked after SIGTERM on exit (None: do not check).
     """
     flags = list(args)

@@ -10,7 +10,7 @@ def test_a_full_extra_command_on_a_light_install_says_what_to_install():
     # sys.modules[name] = None makes `import name` fail as if the package were not installed.
     code = (
         "import sys; sys.modules['sklearn'] = None; sys.argv = ['tfstack', 'train', '--no-export', '--quiet'];"
-        "import tfstack_cli; tfstack_cli.main()"
+        "from tfstack import cli as tfstack_cli; tfstack_cli.main()"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 1

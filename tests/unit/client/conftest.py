@@ -21,11 +21,11 @@ import httpx
 import numpy as np
 import pytest
 
-from client import AsyncServingClient, RetryPolicy, ServingClient
-from client._grpc import AsyncGrpcTransport, GrpcTransport
-from client._proto import tfstack_serving_pb2 as pb
-from client._rest import AsyncRestTransport, RestTransport
-from client._tensors import to_ndarray
+from tfstack.client import AsyncServingClient, RetryPolicy, ServingClient
+from tfstack.client._grpc import AsyncGrpcTransport, GrpcTransport
+from tfstack.client._proto import tfstack_serving_pb2 as pb
+from tfstack.client._rest import AsyncRestTransport, RestTransport
+from tfstack.client._tensors import to_ndarray
 
 HTTP = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "UNAVAILABLE": 503, "INTERNAL": 500}
 

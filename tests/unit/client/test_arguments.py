@@ -7,14 +7,14 @@ import re
 import numpy as np
 import pytest
 
-from client import RetryPolicy, ServingClient, TlsConfig
+from tfstack.client import RetryPolicy, ServingClient, TlsConfig
 
 
 class _NoIO:
     """A transport that fails the test if anything is sent."""
 
     def __init__(self) -> None:
-        from client._rest import RestCodec
+        from tfstack.client._rest import RestCodec
 
         self.codec = RestCodec()
 
@@ -118,7 +118,7 @@ def test_backoff_grows_exponentially_with_bounded_jitter():
 
 
 def test_python_floats_become_float32_but_ndarrays_keep_their_dtype():
-    from client._arguments import inputs
+    from tfstack.client._arguments import inputs
 
     assert inputs({"x": [1.0, 2.0]})["x"].dtype == np.float32
     assert inputs({"x": np.array([1.0])})["x"].dtype == np.float64
@@ -128,7 +128,7 @@ def test_python_floats_become_float32_but_ndarrays_keep_their_dtype():
 
 
 def test_feature_normalisation():
-    from client._arguments import examples
+    from tfstack.client._arguments import examples
 
     normalised, context = examples([{"f": 2.0, "i": 3, "b": True, "s": "a", "raw": b"\xff", "mix": [1, 2.5], "arr": np.ones((2, 2), np.float32), "e": []}], context={"c": 1})
     ex = normalised[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client import (
+from tfstack.client import (
     ClassifyResult,
     InvalidInputError,
     ModelMetadata,
@@ -166,7 +166,7 @@ def test_unavailable_is_not_retried_for_predict_by_default(client, fake):
 
 
 def test_predict_retries_when_opted_in(make_client, fake):
-    from client import RetryPolicy
+    from tfstack.client import RetryPolicy
 
     client = make_client(retry=RetryPolicy(max_attempts=3, initial_backoff=0.01, retry_inference=True))
     fake.unavailable_calls = 2
@@ -223,7 +223,7 @@ def test_sync_client_is_thread_safe(client):
 
 
 def test_grpc_deadline_is_a_timeout_error(grpc_port, fake):
-    from client import ServingClient
+    from tfstack.client import ServingClient
 
     fake.delay = 1.0
     with ServingClient.grpc(f"127.0.0.1:{grpc_port}") as client:

@@ -8,9 +8,9 @@ import httpx
 import numpy as np
 import pytest
 
-from client import BadResponseError, InternalServerError, InvalidInputError, ModelNotFoundError, ServingClient
-from client import _json_codec as codec
-from client._rest import RestTransport
+from tfstack.client import BadResponseError, InternalServerError, InvalidInputError, ModelNotFoundError, ServingClient
+from tfstack.client import _json_codec as codec
+from tfstack.client._rest import RestTransport
 
 
 def test_columnar_body_keeps_names_dtypes_and_b64():
@@ -45,7 +45,7 @@ def test_row_body():
 
 
 def test_examples_body_keeps_float_vs_int_and_b64_for_binary():
-    from client._arguments import examples
+    from tfstack.client._arguments import examples
 
     ex, ctx = examples([{"x": 2.0, "n": 2, "s": "txt", "raw": b"\xff"}], context={"c": [1.5, float("nan")]})
     document = json.loads(codec.examples_body("regress_x_to_y", ex, ctx).decode().replace("NaN", '"NaN"'))
@@ -106,7 +106,7 @@ def test_http_errors_map_to_the_error_tree(status, body, error, code, text):
 
 
 def test_connection_refused_is_unavailable_and_retried():
-    from client import RetryPolicy, ServerUnavailableError
+    from tfstack.client import RetryPolicy, ServerUnavailableError
 
     calls = []
 
@@ -187,7 +187,7 @@ def test_rest_refreshes_a_stale_signature_when_outputs_change():
     ],
 )
 def test_httpx_failures_map_to_the_error_tree(exc, error, code):
-    import client as package
+    from tfstack import client as package
 
     def fail(request):
         raise exc

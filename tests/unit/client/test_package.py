@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-import client
+from tfstack import client
 
 
 def test_all_lists_exactly_the_public_names():
@@ -46,7 +46,7 @@ def test_using_both_transports_still_never_imports_tensorflow():
         "import sys, json, client; "
         "c = client.ServingClient.grpc('127.0.0.1:1'); c.close(); "
         "r = client.ServingClient.rest('http://127.0.0.1:1'); r.close(); "
-        "import client._cli; "
+        "import tfstack.client._cli; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving', 'keras'))))"
     )
     assert loaded == []
@@ -54,7 +54,7 @@ def test_using_both_transports_still_never_imports_tensorflow():
 
 def test_our_protos_coexist_with_tensorflows():
     loaded = _fresh(
-        "import json; from client._proto import tfstack_serving_pb2 as ours; "
+        "import json; from tfstack.client._proto import tfstack_serving_pb2 as ours; "
         "from tensorflow_serving.apis import predict_pb2; "
         "print(json.dumps([ours.PredictRequest.DESCRIPTOR.full_name, predict_pb2.PredictRequest.DESCRIPTOR.full_name]))"
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from client import RetryPolicy, ServerUnavailableError, ServingClient, TlsConfig
+from tfstack.client import RetryPolicy, ServerUnavailableError, ServingClient, TlsConfig
 from tests.unit.client.conftest import FakeServing, start_grpc_server
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from client import InternalServerError, VersionLabelNotFoundError
-from client._traffic import AsyncCanarySplit, CanarySplit, TrafficStats, bucket
+from tfstack.client import InternalServerError, VersionLabelNotFoundError
+from tfstack.client._traffic import AsyncCanarySplit, CanarySplit, TrafficStats, bucket
 
 
 class FakeClient:
@@ -102,7 +102,7 @@ def test_importing_the_traffic_module_pulls_in_no_tensorflow_or_server_code():
     import sys
 
     code = (
-        "import sys, client._traffic; "
+        "import sys, tfstack.client._traffic; "
         "bad = [m for m in ('tensorflow', 'serving', 'export', 'training', 'grpc', 'httpx') if m in sys.modules]; "
         "print(bad)"
     )

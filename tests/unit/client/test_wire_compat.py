@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from google.protobuf import json_format
 
-from client._proto import tfstack_serving_pb2 as ours
+from tfstack.client._proto import tfstack_serving_pb2 as ours
 
 tf_apis = pytest.importorskip("tensorflow_serving.apis.predict_pb2")  # noqa: F841 (the full install has it)
 
@@ -224,7 +224,7 @@ def test_enums_match():
 def test_tensors_match_tensorflows_make_ndarray_and_make_tensor_proto(array):
     import tensorflow as tf
 
-    from client._tensors import to_ndarray, to_tensor_proto
+    from tfstack.client._tensors import to_ndarray, to_tensor_proto
 
     # ours -> TF
     official = tensor_pb2.TensorProto.FromString(to_tensor_proto(array).SerializeToString())
@@ -248,7 +248,7 @@ def test_tensors_match_tensorflows_make_ndarray_and_make_tensor_proto(array):
 def test_typed_fields_are_read_like_tensorflow():
     import tensorflow as tf
 
-    from client._tensors import to_ndarray
+    from tfstack.client._tensors import to_ndarray
 
     proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT)
     proto.tensor_shape.dim.add(size=2)

@@ -69,7 +69,7 @@ def rows(kind: str, n: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _features(kind: str):
-    from export import FeatureSpec
+    from tfstack.export import FeatureSpec
 
     if kind == "classification":
         return (FeatureSpec(name="features", dtype="float32", shape=(4,)),)
@@ -86,7 +86,7 @@ _MODELS: dict[str, Any] = {}
 
 
 def build_spec(kind: str, **overrides: Any):
-    from export import ExportSpec
+    from tfstack.export import ExportSpec
 
     if kind not in _MODELS:
         _MODELS[kind] = _build_model(kind)
@@ -122,7 +122,7 @@ def test_rows():
 
 @pytest.fixture(scope="session")
 def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import export
+    from tfstack import export
 
     base = tmp_path_factory.mktemp("models")
     return {kind: export.publish(build_spec(kind), base) for kind in ("classification", "regression", "mixed")}

@@ -103,7 +103,7 @@ def test_manifest_describes_the_version(published):
 
 
 def test_manifest_converts_numpy_metrics_and_keeps_parent(make_spec, base_path):
-    import export
+    from tfstack import export
 
     spec = make_spec(
         "regression",

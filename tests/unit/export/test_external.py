@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import export
-from export._cli import export_command
+from tfstack import export
+from tfstack.export._cli import export_command
 
 USER_SCRIPT = """
 import numpy as np
@@ -54,7 +54,7 @@ def _export(*args: str):
 def test_a_keras_file_from_a_user_script_is_published_and_serves_like_keras(user_model, tmp_path):
     import keras
 
-    from export._session import SessionModel
+    from tfstack.export._session import SessionModel
 
     base = tmp_path / "models"
     result = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base),

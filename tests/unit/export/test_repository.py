@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import export
-from export import ModelRepository
+from tfstack import export
+from tfstack.export import ModelRepository
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -147,7 +147,7 @@ def test_stale_staging_from_a_killed_publisher_is_removed_by_the_next_publish(ma
     script = f"""
 import os, signal, sys
 sys.path.insert(0, {str(REPO_ROOT)!r})
-import export._repository as repository
+import tfstack.export._repository as repository
 from tests.unit.export.conftest import build_spec
 def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
@@ -205,7 +205,8 @@ def test_two_processes_publishing_at_once_get_distinct_versions(base_path, tmp_p
 import json, os, sys, time
 from pathlib import Path
 sys.path.insert(0, {str(REPO_ROOT)!r})
-import export, export._repository as repository
+from tfstack import export
+import tfstack.export._repository as repository
 from tests.unit.export.conftest import build_spec
 me, other = sys.argv[1], str(1 - int(sys.argv[1]))
 flags = Path({str(tmp_path)!r})

@@ -51,7 +51,7 @@ def test_serving_default_regression_is_flat_and_matches_keras(published, test_ro
 def test_classify_signature_gives_same_classes_and_scores(published, test_rows, kind):
     import tensorflow as tf
 
-    from export._signatures import serialize_examples
+    from tfstack.export._signatures import serialize_examples
 
     spec = build_spec(kind)
     inputs = test_rows(kind)
@@ -68,7 +68,7 @@ def test_classify_signature_gives_same_classes_and_scores(published, test_rows, 
 def test_regress_signature_gives_same_values(published, test_rows):
     import tensorflow as tf
 
-    from export._signatures import serialize_examples
+    from tfstack.export._signatures import serialize_examples
 
     spec = build_spec("regression")
     inputs = test_rows("regression")
@@ -79,7 +79,7 @@ def test_regress_signature_gives_same_values(published, test_rows):
 
 
 def test_signature_defs_are_what_tf_serving_expects(published):
-    from export._signatures import read_signature_summary
+    from tfstack.export._signatures import read_signature_summary
 
     classification = read_signature_summary(published["classification"].path)
     regression = read_signature_summary(published["regression"].path)
@@ -127,8 +127,8 @@ def test_every_signature_runs_by_tensor_name_in_a_tf1_session_like_tf_serving(pu
     """TF Serving restores variables by name into a Session and runs SignatureDef tensor names
     (tensorflow/cc/saved_model/loader.cc LoadSavedModel; servables/tensorflow/predict_util.cc).
     The mixed model's StringLookup table must be initialised by the init op, not by TF2's loader."""
-    from export._session import SessionModel
-    from export._signatures import serialize_examples
+    from tfstack.export._session import SessionModel
+    from tfstack.export._signatures import serialize_examples
 
     spec = build_spec(kind)
     inputs = test_rows(kind)
@@ -161,9 +161,9 @@ def test_each_weight_is_stored_once_and_no_optimizer_state(published):
 def test_a_resource_the_walk_misses_falls_back_to_tracking_the_whole_model(tmp_path, monkeypatch, test_rows):
     """If a lookup table is not found by the walk, saving reports an untracked resource; the export
     then tracks the whole model (as keras.Model.export does) and still serves under a Session."""
-    import export
-    from export import _signatures
-    from export._session import SessionModel
+    from tfstack import export
+    from tfstack.export import _signatures
+    from tfstack.export._session import SessionModel
 
     monkeypatch.setattr(_signatures, "_resources", lambda model: [])
     inputs = test_rows("mixed")

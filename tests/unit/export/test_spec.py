@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import export
-from export import ExportSpec, FeatureSpec
+from tfstack import export
+from tfstack.export import ExportSpec, FeatureSpec
 
 
 class _FakeModel:

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import export
-from export import ModelRepository
-from export._cli import models
+from tfstack import export
+from tfstack.export import ModelRepository
+from tfstack.export._cli import models
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -59,7 +59,7 @@ def _old_layout_writer(spec, path, class_names):
     leaves the handles the signatures read uninitialized."""
     import tensorflow as tf
 
-    from export._signatures import _signature_functions, _set_method_names
+    from tfstack.export._signatures import _signature_functions, _set_method_names
 
     module = tf.Module()
     module.keras_model = spec.keras_model
@@ -103,7 +103,7 @@ def test_old_layout_is_served_by_tf2s_loader_but_not_by_a_session(old_layout):
     """Why TF2's loader cannot be the check: it runs this broken export without complaint."""
     import tensorflow as tf
 
-    from export._session import SessionModel
+    from tfstack.export._session import SessionModel
 
     rows = np.ones((2, 4), np.float32)
     assert tf.saved_model.load(str(old_layout)).signatures["serving_default"](features=tf.constant(rows))["probabilities"].shape == (2, 3)
@@ -112,7 +112,7 @@ def test_old_layout_is_served_by_tf2s_loader_but_not_by_a_session(old_layout):
 
 
 def test_publish_refuses_the_old_layout_with_one_line_naming_the_variable(base_path, monkeypatch):
-    from export import _signatures
+    from tfstack.export import _signatures
 
     monkeypatch.setattr(_signatures, "save_saved_model", _old_layout_writer)
     spec = _named_spec()
@@ -221,7 +221,7 @@ def test_models_check_by_name_under_a_base_path(published):
 def test_a_failing_warmup_record_fails_the_check_as_it_fails_tf_servings_load(published, tmp_path):
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from export._warmup import write_warmup_logs
+    from tfstack.export._warmup import write_warmup_logs
 
     version = tmp_path / "1"
     shutil.copytree(published["regression"].path, version)

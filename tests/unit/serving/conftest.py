@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import ServerCore, State, load_servable
+from tfstack.serving import ServerCore, State, load_servable
 from tests.support.models import build_half_plus
 
 

@@ -8,14 +8,14 @@ import threading
 import numpy as np
 import pytest
 
-from serving._batching import (
+from tfstack.serving.server._batching import (
     DEFAULT_THREAD_POOL_NAME,
     BatchingParameters,
     BatchScheduler,
     parse_batching_parameters,
     read_batching_parameters,
 )
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 
 # ------------------------------------------------------------------ parameters
@@ -214,7 +214,7 @@ async def test_padding_pads_each_task_with_its_own_first_value_and_keeps_the_pad
 
 
 async def test_padding_pads_every_non_batch_dimension():
-    from serving._batching import _pad_to_common_shape
+    from tfstack.serving.server._batching import _pad_to_common_shape
 
     a, b = np.arange(1, 5).reshape(1, 2, 2), np.full((3, 1, 3), 9)
     padded = _pad_to_common_shape([a, b], "x")
@@ -232,7 +232,7 @@ async def test_padding_pads_every_non_batch_dimension():
     ],
 )
 def test_inputs_padding_cannot_merge(parts, code, message):
-    from serving._batching import _pad_to_common_shape
+    from tfstack.serving.server._batching import _pad_to_common_shape
 
     with pytest.raises(StatusError) as info:
         _pad_to_common_shape(parts, "x:0")
@@ -406,7 +406,7 @@ async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_
         def bad_merge(batch, params, names):
             raise ValueError("cannot merge")
 
-        monkeypatch.setattr("serving._batching._merge", bad_merge)
+        monkeypatch.setattr("tfstack.serving.server._batching._merge", bad_merge)
         with pytest.raises(ValueError, match="cannot merge"):
             await scheduler.submit("k", model, {"x": np.zeros((1,))})
         monkeypatch.undo()
@@ -417,8 +417,8 @@ async def test_inputs_that_cannot_be_concatenated_fail_their_batch_and_free_the_
 
 
 async def test_deadline_while_queued_is_deadline_exceeded():
-    from serving._batching import BatchingExecutor
-    from serving._inference import Prepared
+    from tfstack.serving.server._batching import BatchingExecutor
+    from tfstack.serving.server._inference import Prepared
 
     gate = threading.Event()
 
@@ -447,8 +447,8 @@ async def test_requests_feeding_and_fetching_the_same_tensors_share_a_batch(tmp_
     # tf_example:0 and fetch y:0, so they merge; a Predict fetching other tensors gets its own batch.
     import tensorflow as tf
 
-    from serving import ServerCore, load_servable
-    from serving._batching import BatchingExecutor
+    from tfstack.serving import ServerCore, load_servable
+    from tfstack.serving.server._batching import BatchingExecutor
     from tests.support.models import build_half_plus_two_tf1
 
     def example(x: float) -> bytes:

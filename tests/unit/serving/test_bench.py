@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from client import SignatureInfo, TensorInfo
-from client._proto import tfstack_serving_pb2 as pb
-from client._tensors import to_ndarray
-from serving import _bench
-from serving._bench import LatencyStats, Limits, Measurement, Scenario
+from tfstack.client import SignatureInfo, TensorInfo
+from tfstack.client._proto import tfstack_serving_pb2 as pb
+from tfstack.client._tensors import to_ndarray
+from tfstack.serving.bench import _bench
+from tfstack.serving.bench._bench import LatencyStats, Limits, Measurement, Scenario
 
 
 # --------------------------------------------------------------------------- statistics
@@ -252,7 +252,7 @@ def test_csv_json_markdown_and_chart_hold_every_measurement(tmp_path):
 def test_bench_cli_rejects_bad_arguments_with_what_it_received(arguments, message, tmp_path):
     from click.testing import CliRunner
 
-    from serving._bench_cli import bench
+    from tfstack.serving.bench._cli import bench
 
     result = CliRunner().invoke(bench, ["--model-name", "m", "--output-dir", str(tmp_path / "out"), *arguments])
     assert result.exit_code == 2, result.output

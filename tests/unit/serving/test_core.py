@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import Code, InferenceTask, ServerCore, State, StatusError
+from tfstack.serving import Code, InferenceTask, ServerCore, State, StatusError
 
 
 def _example(**features: float) -> bytes:

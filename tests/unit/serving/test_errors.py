@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-import serving
-from serving import Code, ServerError, StatusError
+from tfstack import serving
+from tfstack.serving import Code, ServerError, StatusError
 
 
 def test_codes_match_the_canonical_numbering():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving._flags import FlagError, ServerOptions, parse_flags
+from tfstack.serving.server._flags import FlagError, ServerOptions, parse_flags
 
 
 def test_defaults_match_tensorflow_model_server():
@@ -24,7 +24,7 @@ def test_values_bools_and_later_duplicates_win():
     o = parsed.options
     assert o.port == 9001 and o.model_base_path == "/m" and o.enable_batching is True
     assert o.enable_model_warmup is False and o.tags == ("serve", "gpu") and o.per_process_gpu_memory_fraction == 0.5
-    assert "enable_batching" not in parsed.unimplemented  # implemented by serving._batching
+    assert "enable_batching" not in parsed.unimplemented  # implemented by tfstack.serving.server._batching
 
 
 def test_unknown_arguments_are_collected_not_fatal():
@@ -40,7 +40,7 @@ def test_malformed_values_raise_with_the_received_value(arg):
 
 
 def test_help_lists_every_flag_and_marks_ignored_ones():
-    from serving._flags import help_text
+    from tfstack.serving.server._flags import help_text
 
     text = help_text()
     assert "--port=8500" in text and "--file_system_poll_wait_seconds=1" in text

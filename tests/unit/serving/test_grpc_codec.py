@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2
 
-from serving import Code, StatusError
-from serving._grpc import _truncate, ndarray_to_tensor_proto, parse_channel_arguments, tensor_proto_to_ndarray
+from tfstack.serving import Code, StatusError
+from tfstack.serving.server.grpc._service import _truncate, ndarray_to_tensor_proto, parse_channel_arguments, tensor_proto_to_ndarray
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from serving import _json_tensor as jt
-from serving._errors import Code, StatusError
+from tfstack.serving.server.rest import _json_tensor as jt
+from tfstack.serving._errors import Code, StatusError
 
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_STRING, DT_INT64, DT_BOOL, DT_HALF = 1, 2, 3, 4, 7, 9, 10, 19
 X_FLOAT = {"x": DT_FLOAT}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from serving import Code, ServerCore, State, StatusError
-from serving._manager import ManagerOptions, ModelManager, aspired_versions, discover_versions
-from serving._model_config import parse_model_config_text
+from tfstack.serving import Code, ServerCore, State, StatusError
+from tfstack.serving.server._manager import ManagerOptions, ModelManager, aspired_versions, discover_versions
+from tfstack.serving.server._model_config import parse_model_config_text
 
 
 def _config(*models: tuple[str, Path], extra: str = ""):
@@ -207,7 +207,7 @@ async def test_config_file_polling_applies_changes_and_survives_bad_files(
 
     write("a")
     core, manager = manager_factory()
-    from serving._model_config import read_model_config_file
+    from tfstack.serving.server._model_config import read_model_config_file
 
     await manager.apply_config(read_model_config_file(config_file))
     manager.start(config_file=str(config_file), config_poll_seconds=0.05)

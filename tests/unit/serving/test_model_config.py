@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving import Code, StatusError
-from serving._model_config import parse_model_config_text, single_model_config, validate_model_config, version_policy
+from tfstack.serving import Code, StatusError
+from tfstack.serving.server._model_config import parse_model_config_text, single_model_config, validate_model_config, version_policy
 
 
 def _config(body: str):
@@ -47,7 +47,7 @@ def test_validation_errors(body, text):
 def test_unparsable_file_names_the_path(tmp_path):
     path = tmp_path / "models.config"
     path.write_text("improperly formatted file")
-    from serving._model_config import read_model_config_file
+    from tfstack.serving.server._model_config import read_model_config_file
 
     with pytest.raises(StatusError) as info:
         read_model_config_file(path)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from serving._errors import Code, StatusError
-from serving._monitoring import (
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._monitoring import (
     DEFAULT_METRICS_PATH,
     ServerMetrics,
     label_name,

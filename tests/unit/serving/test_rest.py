@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestServer
 
-from serving import _rest
-from serving._errors import Code, StatusError
+from tfstack.serving.server.rest import _app as _rest
+from tfstack.serving._errors import Code, StatusError
 from tests.support.rest_errors import ERROR_CATALOGUE
 
 

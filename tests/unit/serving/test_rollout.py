@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from serving._errors import RolloutError
-from serving._gates import GateError, QualityPolicy
-from serving._rollout import (
+from tfstack.serving._errors import RolloutError
+from tfstack.serving.rollout._gates import GateError, QualityPolicy
+from tfstack.serving.rollout._rollout import (
     ConfigFile,
     ConfigLockError,
     ModelState,

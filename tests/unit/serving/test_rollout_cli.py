@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from click.testing import CliRunner
 
-from client import InternalServerError
-from serving._rollout import ProbeMetrics, WatchThresholds, judge_canary
-from serving._rollout_cli import rollout
+from tfstack.client import InternalServerError
+from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds, judge_canary
+from tfstack.serving.rollout._cli import rollout
 from tests.unit.serving.test_rollout import MODEL, make_version
 
 
@@ -75,7 +75,7 @@ def test_probe_metrics_measure_both_labels_per_window():
 def test_step_help_works_without_config_and_a_step_without_config_is_a_usage_error(monkeypatch):
     from click.testing import CliRunner
 
-    from serving._rollout_cli import rollout
+    from tfstack.serving.rollout._cli import rollout
 
     monkeypatch.delenv("TFSTACK_MODEL_CONFIG", raising=False)
     runner = CliRunner()

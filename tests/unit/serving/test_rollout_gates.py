@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from serving._gates import GateError, QualityPolicy, check_quality, check_signatures, compare_outputs, raise_on_failure
+from tfstack.serving.rollout._gates import GateError, QualityPolicy, check_quality, check_signatures, compare_outputs, raise_on_failure
 
 
 def sig(inputs, outputs, name="serving_default"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serving import BundleOptions, Code, StatusError, load_servable
-from serving._servable import read_meta_graph, session_config_from_flags
+from tfstack.serving import BundleOptions, Code, StatusError, load_servable
+from tfstack.serving.server._servable import read_meta_graph, session_config_from_flags
 from tests.support.models import build_half_plus_two_tf1, build_vocab_classifier_tf1
 from tests.support.tfserving_testdata import tfserving_testdata
 
@@ -93,7 +93,7 @@ def test_saved_model_config_session_overrides_become_grappler_options(tmp_path: 
     # saved_model_bundle_factory.cc + saved_model_config_util.cc UpdateRewriterConfig: each
     # optimizer config is passed base64-encoded under TF Serving's names; an empty or broken
     # file leaves the session options alone.
-    from serving._servable import _saved_model_config_classes, _session_config
+    from tfstack.serving.server._servable import _saved_model_config_classes, _session_config
 
     testdata = tfserving_testdata()
     with_config = testdata / "saved_model_half_plus_two_cpu_with_saved_model_config" / "00000123"

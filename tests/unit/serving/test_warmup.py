@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from serving import Code, ServerCore, State, StatusError, load_servable
-from serving._manager import ManagerOptions, ModelManager
-from serving._model_config import single_model_config
-from serving._warmup import read_version_warmup, replay_warmup, warmup_path
+from tfstack.serving import Code, ServerCore, State, StatusError, load_servable
+from tfstack.serving.server._manager import ManagerOptions, ModelManager
+from tfstack.serving.server._model_config import single_model_config
+from tfstack.serving.server._warmup import read_version_warmup, replay_warmup, warmup_path
 
 
 def _example(x: float) -> tf.train.Example:
@@ -123,7 +123,7 @@ async def test_a_bad_warmup_file_fails_that_version_load(version_dir: Path):
 
 
 async def test_the_manager_reports_load_attempts_and_warmups_to_its_observer(tmp_path: Path, half_plus_two_base: Path):
-    from serving._monitoring import ServerMetrics
+    from tfstack.serving.server._monitoring import ServerMetrics
 
     good = tmp_path / "good" / "1"
     shutil.copytree(half_plus_two_base / "123", good)
@@ -151,7 +151,7 @@ async def test_the_manager_reports_load_attempts_and_warmups_to_its_observer(tmp
 async def test_with_batching_warmup_goes_through_the_batch_scheduler(tmp_path: Path, half_plus_two_base: Path):
     # TF Serving warms up through the batching session: the records run as batches, and a record
     # that batching refuses (here one larger than max_batch_size) fails the version's load.
-    from serving._batching import BatchingExecutor, BatchingParameters, BatchScheduler
+    from tfstack.serving.server._batching import BatchingExecutor, BatchingParameters, BatchScheduler
 
     fits, too_big = tmp_path / "fits" / "1", tmp_path / "too_big" / "1"
     for target, rows in ((fits, 2), (too_big, 3)):

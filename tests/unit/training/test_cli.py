@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from training._cli import train
+from tfstack.training._cli import train
 
 
 def _run(args: list[str]):
@@ -59,7 +59,7 @@ def test_existing_version_is_refused_before_training(tmp_path: Path) -> None:
 
 
 def test_export_errors_are_one_line_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import export
+    from tfstack import export
 
     def refuse(spec, base_path, *, version=None):
         assert isinstance(spec, export.ExportSpec) and spec.model_name == "iris"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import DatasetError, TrainConfig, load_dataset
+from tfstack.training import DatasetError, TrainConfig, load_dataset
 
 BUILTIN = [
     # name, feature, per-example shape, rows, task, classes

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training import TrainConfig, train
+from tfstack.training import TrainConfig, train
 
 
 def test_published_csv_model_matches_the_keras_model_on_the_test_split(tmp_path: Path, people_csv: Path) -> None:
-    import export
+    from tfstack import export
     import tensorflow as tf
 
     result = train(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training import classification_metrics, regression_metrics
+from tfstack.training import classification_metrics, regression_metrics
 
 
 def test_classification_metrics_match_a_hand_computed_case() -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from training import TrainConfig, TrainingError
-from training._cli import train as train_command
-from training._launcher import WorkerFailed, free_loopback_ports, run_local_workers, tf_config
-from training._multiworker import worker_role
-from training._train import multi_worker_run_dir
+from tfstack.training import TrainConfig, TrainingError
+from tfstack.training._cli import train as train_command
+from tfstack.training._launcher import WorkerFailed, free_loopback_ports, run_local_workers, tf_config
+from tfstack.training._multiworker import worker_role
+from tfstack.training._train import multi_worker_run_dir
 
 
 def _fake_worker(tmp_path: Path, body: str) -> list[str]:
@@ -195,7 +195,7 @@ class _FakeCluster:
 
 
 def _starting_epoch_check(strategy, lines: list[str]):
-    from training._multiworker import _same_starting_epoch_class
+    from tfstack.training._multiworker import _same_starting_epoch_class
 
     return _same_starting_epoch_class()(strategy, 6, Path("/runs/x/backup"), lines.append)
 
@@ -242,7 +242,7 @@ def test_local_workers_run_the_same_options_as_multi_worker_processes(tmp_path: 
     def fake_run(command, *, count, run_dir, quiet):
         calls.append((command, count, run_dir, quiet))
 
-    monkeypatch.setattr("training._launcher.run_local_workers", fake_run)
+    monkeypatch.setattr("tfstack.training._launcher.run_local_workers", fake_run)
     result = CliRunner().invoke(
         train_command,
         ["--local-workers", "2", "--model", "mlp", "--hidden", "16,8", "--epochs", "3", "--quiet",
@@ -251,7 +251,7 @@ def test_local_workers_run_the_same_options_as_multi_worker_processes(tmp_path: 
 
     assert result.exit_code == 0, result.output
     ((command, count, run_dir, quiet),) = calls
-    assert command[:4] == [sys.executable, "-m", "tfstack_cli", "train"]
+    assert command[:4] == [sys.executable, "-m", "tfstack", "train"]
     assert command[4:] == [
         "--model", "mlp", "--hidden", "16,8", "--epochs", "3", "--base-path", str(tmp_path / "m"), "--quiet",
         "--strategy", "multi-worker", "--run-dir", str(run_dir),
@@ -267,7 +267,7 @@ def test_local_workers_run_the_same_options_as_multi_worker_processes(tmp_path: 
 def test_a_lost_peer_is_reported_on_one_line_without_tensorflows_python_stack() -> None:
     import tensorflow as tf
 
-    from training._train import _tf_error_text
+    from tfstack.training._train import _tf_error_text
 
     message = (
         "Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at (most recent call last):\n"

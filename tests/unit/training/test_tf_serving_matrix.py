@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import export
-from training import TrainConfig, train
+from tfstack import export
+from tfstack.training import TrainConfig, train
 
 TOLERANCE = 1e-5
 # (case id, data source, model kind); cnn only where the data are images.
@@ -105,8 +105,8 @@ def _keras_reference(result, rows):
 def test_published_version_serves_like_keras_under_both_loaders(case, source, kind, matrix_data, matrix_repository, tmp_path_factory):
     import tensorflow as tf
 
-    from export._session import SessionModel
-    from export._signatures import make_examples
+    from tfstack.export._session import SessionModel
+    from tfstack.export._signatures import make_examples
 
     result, published = _published(case, source, kind, matrix_data, matrix_repository, tmp_path_factory.getbasetemp())
     task = result.dataset.task

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training import ModelError, TrainConfig, train
+from tfstack.training import ModelError, TrainConfig, train
 
 
 def _fit(tmp_path: Path, **kwargs):
@@ -17,7 +17,7 @@ def _fit(tmp_path: Path, **kwargs):
 
 
 def test_csv_with_string_and_numeric_columns_end_to_end(tmp_path: Path, people_csv: Path) -> None:
-    import export
+    from tfstack import export
 
     result = _fit(tmp_path, csv_path=str(people_csv), target="label", epochs=3, hidden=(8,))
     assert result.model_name == "people_data"

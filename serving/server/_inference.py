@@ -6,8 +6,8 @@ multi_inference.cc; spec §3.3) and return a `Prepared`: the arrays to feed by t
 tensor names to fetch, and `finish`, which turns the fetched tensors into the API's result (the
 PostProcess* functions). Nothing here runs TensorFlow.
 
-An executor runs a `Prepared`: the plain one (`serving._core.DirectExecutor`) calls
-`run_prepared` on its thread pool; the batching one (`serving._batching.BatchingExecutor`) merges
+An executor runs a `Prepared`: the plain one (`tfstack.serving.server._core.DirectExecutor`) calls
+`run_prepared` on its thread pool; the batching one (`tfstack.serving.server._batching.BatchingExecutor`) merges
 the feeds of requests that share (feed names, fetch names), runs the Session once and hands each
 request its rows. Warmup replays records through the same prepare functions and executors.
 """
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 if TYPE_CHECKING:
     from tensorflow.core.protobuf.meta_graph_pb2 import SignatureDef
 
-    from serving._servable import Servable
+    from tfstack.serving.server._servable import Servable
 
 DEFAULT_SIGNATURE = "serving_default"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

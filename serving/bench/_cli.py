@@ -57,7 +57,7 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
     if options["rest"] or options["grpc"]:
         yield options["rest"], options["grpc"]
         return
-    from serving._harness import EmbeddedBackend, ServeRequest, serve_models
+    from tfstack.serving.testing._harness import EmbeddedBackend, ServeRequest, serve_models
 
     flags: list[str] = []
     if batching == "on":
@@ -118,7 +118,7 @@ def bench(**options: Any) -> None:
     """
     from rich.console import Console
 
-    from serving import _bench
+    from tfstack.serving.bench import _bench
 
     console = Console()
     if not console.is_terminal:
@@ -138,7 +138,7 @@ def bench(**options: Any) -> None:
     except _bench.BenchError as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
-        from serving._harness import HarnessError
+        from tfstack.serving.testing._harness import HarnessError
 
         if isinstance(exc, HarnessError):
             raise click.ClickException(str(exc)) from exc
@@ -161,7 +161,7 @@ def bench(**options: Any) -> None:
 
 def _plan(options: dict[str, Any]) -> dict[str, Any]:
     """Check the options before anything starts; ValueError names what was received."""
-    from serving import _bench
+    from tfstack.serving.bench import _bench
 
     if options["duration"] is not None and options["requests"] is not None:
         raise ValueError(f"Give --duration or --requests, not both. Received: --duration={options['duration']} "
@@ -209,8 +209,8 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
                grpc_target: str | None, console: Any) -> list[Any]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    from client import ServingClient, ServingError
-    from serving import _bench
+    from tfstack.client import ServingClient, ServingError
+    from tfstack.serving.bench import _bench
 
     model_name, signature_name = options["model_name"], options["signature_name"]
     client = ServingClient.grpc(grpc_target) if grpc_target else ServingClient.rest(rest_url)

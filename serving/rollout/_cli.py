@@ -1,4 +1,4 @@
-"""`tfstack rollout ...`: the command line of `serving._rollout.Rollout`.
+"""`tfstack rollout ...`: the command line of `tfstack.serving.rollout._rollout.Rollout`.
 
 Every command works on one models.config (--config) and one model repository (--base-path);
 the server is reached with --grpc (reloads by HandleReloadConfigRequest) and/or --rest (then
@@ -16,12 +16,12 @@ from typing import Any
 
 import click
 
-from serving._errors import ServerError
+from tfstack.serving._errors import ServerError
 
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     """Report rollout, export and argument errors as one clean line (exit 1), not a traceback."""
-    import export
+    from tfstack import export
 
     try:
         yield
@@ -68,7 +68,7 @@ def rollout(ctx: click.Context, config_file, base_path, grpc_target, rest_url, n
 
 
 def _rollout(ctx: click.Context, *, need_server: bool, **policy: Any):
-    from serving._rollout import LiveServer, Rollout, RolloutPolicy
+    from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy
 
     obj = ctx.obj
     if not obj["config_file"]:
@@ -177,7 +177,7 @@ def init(ctx: click.Context, model_name: str, version: int | None) -> None:
 @click.pass_context
 def canary(ctx, model_name, version, allow_breaking, skip_gates, metric, max_regression, floor, tolerance) -> None:
     """Gate VERSION, load it beside stable and point the `canary` label at it."""
-    from serving._gates import QualityPolicy
+    from tfstack.serving.rollout._gates import QualityPolicy
 
     with _errors():
         quality = QualityPolicy(metric=metric, max_regression=max_regression, floor=floor)
@@ -245,8 +245,8 @@ def retire(ctx: click.Context, model_name: str, keep: int, dry_run: bool) -> Non
 @click.pass_context
 def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_increase, max_p99_ratio, min_p99_increase_ms) -> None:
     """Roll the canary back when its errors or p99 latency are worse than stable's."""
-    from serving._gates import read_sample_request, sample_arrays
-    from serving._rollout import ProbeMetrics, WatchThresholds
+    from tfstack.serving.rollout._gates import read_sample_request, sample_arrays
+    from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds
 
     with _errors():
         runner = _rollout(ctx, need_server=True)

@@ -46,7 +46,7 @@ from typing import Any
 
 import pytest
 
-from serving._harness import (
+from tfstack.serving.testing._harness import (
     BACKENDS,
     DEFAULT_TIMEOUT,
     BackendUnavailableError,

@@ -2,7 +2,7 @@
 
 Runs inside the load, so a version turns AVAILABLE only once its first real requests will not
 pay for the Session's first runs; any warmup error fails that version's load. Each record is
-prepared with the same functions as a live request (`serving._inference`) and run by the
+prepared with the same functions as a live request (`tfstack.serving.server._inference`) and run by the
 version's executor, so with batching on it goes through the batch scheduler, as TF Serving's
 warmup goes through its batching session.
 """
@@ -13,8 +13,8 @@ import logging
 import time
 from pathlib import Path
 
-from serving._errors import Code, StatusError
-from serving._inference import (
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._inference import (
     Executor,
     InferenceTask,
     Prepared,
@@ -24,7 +24,7 @@ from serving._inference import (
     prepare_predict,
     prepare_regress,
 )
-from serving._servable import Servable
+from tfstack.serving.server._servable import Servable
 
 logger = logging.getLogger("tfstack.serving")
 

@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 
-from serving._errors import ServerError
+from tfstack.serving._errors import ServerError
 
 
 class FlagError(ServerError, ValueError):

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from serving._errors import RolloutError
+from tfstack.serving._errors import RolloutError
 
 SAMPLE_REQUEST_FILE = "sample_request.json"
 # metric name -> True when higher is better. The first one present in both manifests is used.

@@ -19,7 +19,7 @@ import re
 import time
 from typing import Any
 
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -96,7 +96,7 @@ def parse_monitoring_config(text: str, *, path: str = "<text>") -> MonitoringCon
 
 def read_monitoring_config(path: str | os.PathLike[str]) -> MonitoringConfig:
     """Read `--monitoring_config_file` (unreadable files are reported like unparsable ones)."""
-    from serving._model_config import read_text_proto_file
+    from tfstack.serving.server._model_config import read_text_proto_file
 
     path = os.fspath(path)
     return parse_monitoring_config(read_text_proto_file(path, what="MonitoringConfig"), path=path)

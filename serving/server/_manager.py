@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from serving._core import ServerCore, State
-from serving._errors import Code, StatusError
-from serving._model_config import read_model_config_file, validate_model_config, version_policy
-from serving._servable import BundleOptions, Servable, load_servable
-from serving._warmup import read_version_warmup, replay_warmup
+from tfstack.serving.server._core import ServerCore, State
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._model_config import read_model_config_file, validate_model_config, version_policy
+from tfstack.serving.server._servable import BundleOptions, Servable, load_servable
+from tfstack.serving.server._warmup import read_version_warmup, replay_warmup
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig

@@ -1,7 +1,7 @@
 """`tfstack serve`: tensorflow_model_server's command line on the embedded server.
 
 Click only collects the raw arguments: TF Serving's `--flag=value` grammar (bare bools,
-unknown flags that warn instead of failing) is parsed by `serving._flags`.
+unknown flags that warn instead of failing) is parsed by `tfstack.serving.server._flags`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,6 @@ def serve(ctx: click.Context) -> None:
 
     Example: tfstack serve --model_name=digits --model_base_path=/abs/models/digits --rest_api_port=8501
     """
-    from serving._server import main
+    from tfstack.serving.server._server import main
 
     sys.exit(main(list(ctx.args)))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 __all__ = [
     "ROW",

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 if TYPE_CHECKING:
-    from serving._inference import Prepared
+    from tfstack.serving.server._inference import Prepared
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -171,7 +171,7 @@ def read_batching_parameters(path: str | os.PathLike[str] | None) -> BatchingPar
     """`--batching_parameters_file` as BatchingParameters; None/"" gives the model server's defaults."""
     if not path:
         return BatchingParameters(thread_pool_name=DEFAULT_THREAD_POOL_NAME)
-    from serving._model_config import read_text_proto_file
+    from tfstack.serving.server._model_config import read_text_proto_file
 
     path = os.fspath(path)
     return parse_batching_parameters(read_text_proto_file(path, what="BatchingParameters"), path=path)

@@ -15,12 +15,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from serving._core import ServerCore
-from serving._errors import Code, StatusError
-from serving._flags import USAGE, FlagError, ServerOptions, help_text, parse_flags
-from serving._manager import ManagerOptions, ModelManager
-from serving._model_config import read_model_config_file, single_model_config
-from serving._servable import BundleOptions
+from tfstack.serving.server._core import ServerCore
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._flags import USAGE, FlagError, ServerOptions, help_text, parse_flags
+from tfstack.serving.server._manager import ManagerOptions, ModelManager
+from tfstack.serving.server._model_config import read_model_config_file, single_model_config
+from tfstack.serving.server._servable import BundleOptions
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -62,7 +62,7 @@ def _bundle_options(options: ServerOptions) -> BundleOptions:
     set each Session gets one intra-op and one inter-op thread instead of one per core (see
     `session_config_from_flags`); every version's Session gets the same ConfigProto.
     """
-    from serving._servable import session_config_from_flags
+    from tfstack.serving.server._servable import session_config_from_flags
 
     return BundleOptions(
         saved_model_tags=options.tags or ("serve",),
@@ -90,16 +90,16 @@ def _initial_config(options: ServerOptions):
 
 async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, metrics_path: str = ""):
     try:
-        from serving import _rest
+        from tfstack.serving.server.rest import _app as _rest
     except ImportError as exc:
         raise StatusError(
             Code.UNIMPLEMENTED,
-            f"--rest_api_port={options.rest_api_port} was given but the REST front end (serving._rest) "
+            f"--rest_api_port={options.rest_api_port} was given but the REST front end (tfstack.serving.server.rest._app) "
             f"cannot be imported: {exc}",
         ) from exc
     from aiohttp import web
 
-    from serving._grpc import Activity
+    from tfstack.serving.server.grpc._service import Activity
 
     monitoring = {}
     if metrics is not None:
@@ -138,8 +138,8 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         _check_options(options)
         config = _initial_config(options)
         bundle = _bundle_options(options)
-        from serving._batching import batching_executor_from_flags
-        from serving._monitoring import metrics_from_flags
+        from tfstack.serving.server._batching import batching_executor_from_flags
+        from tfstack.serving.server._monitoring import metrics_from_flags
 
         metrics, metrics_path = metrics_from_flags(options.rest_api_port, options.monitoring_config_file)
         batching = batching_executor_from_flags(
@@ -188,7 +188,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         except StatusError as exc:
             return _startup_failure(exc)
 
-        from serving._grpc import build_grpc_server, parse_channel_arguments
+        from tfstack.serving.server.grpc._service import build_grpc_server, parse_channel_arguments
 
         try:
             channel_arguments = parse_channel_arguments(options.grpc_channel_arguments)

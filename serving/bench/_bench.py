@@ -13,7 +13,7 @@ returned, and latency is measured from the scheduled time, so a stalled server s
 latency instead of as a politely lower rate (no coordinated omission).
 
 Baselines run the same way at concurrency 1: the signature called in-process exactly as the
-server calls it (`serving._inference.run_prepared`), the official tensorflow-serving-api stub used as a user
+server calls it (`tfstack.serving.server._inference.run_prepared`), the official tensorflow-serving-api stub used as a user
 would (make_tensor_proto, Predict, make_ndarray), and tfstack's `ServingClient`.
 """
 
@@ -39,13 +39,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from serving._errors import ServerError
+from tfstack.serving._errors import ServerError
 
 PROTOCOLS = ("grpc", "rest")
 PERCENTILES = (50, 90, 95, 99)
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 HEALTH_METHOD = "/grpc.health.v1.Health/Check"
-REST_PING_PATH = "/tfstack/ping"  # serving._rest.PING_PATH: answers {} without touching a model
+REST_PING_PATH = "/tfstack/ping"  # tfstack.serving.server.rest._app.PING_PATH: answers {} without touching a model
 # Open loop: beyond this many requests in flight per worker, new ones are dropped and counted
 # as errors, so an overloaded server cannot make the generator eat all memory.
 MAX_IN_FLIGHT = 4096
@@ -354,8 +354,8 @@ def build_payloads(
         sample_body: a REST predict body (the model's assets.extra/sample_request.json), or None
             to synthesize zeros from the metadata.
     """
-    from client._proto import tfstack_serving_pb2 as pb
-    from client._tensors import to_tensor_proto
+    from tfstack.client._proto import tfstack_serving_pb2 as pb
+    from tfstack.client._tensors import to_tensor_proto
 
     names = list(signature.inputs)
     rows = _example_rows(sample_body, names) if sample_body is not None else _synthesized_rows(signature)
@@ -458,8 +458,8 @@ def _sync_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]
     """A blocking `send()` for the baselines (they are measured one request at a time)."""
     target, inputs = spec.target, spec.payload.inputs
     if spec.kind == KIND_IN_PROCESS:
-        from serving._inference import prepare_predict, run_prepared
-        from serving._servable import load_servable
+        from tfstack.serving.server._inference import prepare_predict, run_prepared
+        from tfstack.serving.server._servable import load_servable
 
         path = Path(target.version_path)
         servable = load_servable(target.model_name, int(path.name), path)
@@ -488,7 +488,7 @@ def _sync_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]
 
         return official, channel.close
     if spec.kind == KIND_TFSTACK_CLIENT:
-        from client import ServingClient
+        from tfstack.client import ServingClient
 
         if spec.protocol == "grpc":
             client = ServingClient.grpc(target.grpc_target, timeout=spec.timeout)

@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from serving._errors import Code, StatusError
+from tfstack.serving._errors import Code, StatusError
 
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig

@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from export._repository import atomic_write_text  # the one atomic-write path (temp, fsync, rename)
-from serving._errors import RolloutError
-from serving._gates import (
+from tfstack.export._repository import atomic_write_text  # the one atomic-write path (temp, fsync, rename)
+from tfstack.serving._errors import RolloutError
+from tfstack.serving.rollout._gates import (
     GateResult,
     QualityPolicy,
     check_infra,
@@ -52,7 +52,7 @@ from serving._gates import (
 if TYPE_CHECKING:
     from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
 
-    from client._traffic import LabelStats
+    from tfstack.client._traffic import LabelStats
 
 logger = logging.getLogger("tfstack.rollout")
 
@@ -181,7 +181,7 @@ class LiveServer:
     ) -> None:
         if not grpc_target and not rest_url:
             raise ValueError("LiveServer needs grpc_target and/or rest_url. Received: neither")
-        from client import ServingClient
+        from tfstack.client import ServingClient
 
         self.grpc_target = grpc_target
         self.rest_url = rest_url
@@ -229,7 +229,7 @@ class LiveServer:
             )
 
     def wait_available(self, model_name: str, version: int, timeout: float) -> None:
-        from client import ServingError
+        from tfstack.client import ServingError
 
         try:
             self._control.wait_until_available(model_name, version=version, timeout=timeout)
@@ -237,7 +237,7 @@ class LiveServer:
             raise RolloutError(f"Version {version} of model {model_name!r} did not become AVAILABLE: {exc}") from exc
 
     def wait_label(self, model_name: str, label: str, version: int, timeout: float) -> None:
-        from client import ServingError
+        from tfstack.client import ServingError
 
         deadline = time.monotonic() + timeout
         seen: object = "nothing yet"
@@ -267,7 +267,7 @@ class LiveServer:
             time.sleep(0.05)
 
     def version_states(self, model_name: str) -> dict[int, str]:
-        from client import ServingError
+        from tfstack.client import ServingError
 
         try:
             status = self._control.get_model_status(model_name)
@@ -302,8 +302,8 @@ class ConfigFile:
         """The config; an empty model_config_list if the file does not exist yet."""
         from tensorflow_serving.config import model_server_config_pb2
 
-        from serving._errors import StatusError
-        from serving._model_config import parse_model_config_text
+        from tfstack.serving._errors import StatusError
+        from tfstack.serving.server._model_config import parse_model_config_text
 
         if not self.path.exists():
             config = model_server_config_pb2.ModelServerConfig()
@@ -436,7 +436,7 @@ class WatchThresholds:
 
 
 class MetricsSource(Protocol):
-    """Per-label request statistics for the latest window (e.g. `client._traffic.TrafficStats`)."""
+    """Per-label request statistics for the latest window (e.g. `tfstack.client._traffic.TrafficStats`)."""
 
     def snapshot(self) -> Mapping[str, LabelStats]: ...
 
@@ -473,7 +473,7 @@ class ProbeMetrics:
 
     def __init__(self, client: Any, model_name: str, inputs: Mapping[str, Any], *, requests: int = 20,
                  signature_name: str = "serving_default") -> None:
-        from client._traffic import TrafficStats
+        from tfstack.client._traffic import TrafficStats
 
         if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
             raise ValueError(f"requests must be an int >= 1. Received: requests={requests!r}")
@@ -485,7 +485,7 @@ class ProbeMetrics:
         self.stats = TrafficStats()
 
     def snapshot(self) -> Mapping[str, LabelStats]:
-        from client import ServingError
+        from tfstack.client import ServingError
 
         for _ in range(self.requests):
             for label in (STABLE, CANARY):
@@ -542,7 +542,7 @@ class Rollout:
         policy: RolloutPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        import export
+        from tfstack import export
 
         if policy is not None and not isinstance(policy, RolloutPolicy):
             raise TypeError(f"policy must be a RolloutPolicy. Received: policy={type(policy).__name__}")
@@ -595,7 +595,7 @@ class Rollout:
         return next((e for e in config.model_config_list.config if e.name == model_name), None)
 
     def _manifest(self, model_name: str, version: int) -> dict[str, Any] | None:
-        import export
+        from tfstack import export
 
         try:
             return self.repository.manifest(model_name, version)
@@ -606,7 +606,7 @@ class Rollout:
 
     def status(self, model_name: str) -> RolloutStatus:
         """Versions on disk, in the config, on the server, their labels and manifest metrics."""
-        from export._manifest import key_metric
+        from tfstack.export._manifest import key_metric
 
         model_name = _check_name(model_name)
         on_disk = set(self.repository.versions(model_name))
@@ -652,7 +652,7 @@ class Rollout:
         Returns:
             export.PublishedVersion.
         """
-        import export
+        from tfstack import export
 
         model_name = _check_name(model_name)
         if isinstance(source, export.ExportSpec) or hasattr(source, "export_spec"):
@@ -1014,7 +1014,7 @@ class Rollout:
 def _check_name(model_name: Any) -> str:
     if not isinstance(model_name, str):
         raise TypeError(f"model_name must be a str. Received: model_name={model_name!r}")
-    from export._spec import check_model_name
+    from tfstack.export._spec import check_model_name
 
     return check_model_name(model_name)
 
@@ -1026,7 +1026,7 @@ def _check_version(version: Any) -> int:
 
 
 def _policy(entry: ModelConfig) -> tuple[str, tuple[int, ...]]:
-    from serving._model_config import version_policy
+    from tfstack.serving.server._model_config import version_policy
 
     kind, arg = version_policy(entry)
     return kind, tuple(arg)
@@ -1048,7 +1048,7 @@ def _fmt_labels(labels: Mapping[str, int]) -> str:
 
 
 def _read_signatures(path: Path) -> dict[str, Any]:
-    from export._signatures import read_signature_summary
+    from tfstack.export._signatures import read_signature_summary
 
     try:
         return read_signature_summary(path)
@@ -1066,7 +1066,7 @@ def publish_saved_model(repository: Any, model_name: str, source: Path, *, versi
     one is written with the signatures, so gates and `status` work.
     A training run directory is accepted if it holds a SavedModel (searched one level down).
     """
-    import export
+    from tfstack import export
 
     source = Path(source)
     if not source.is_dir():

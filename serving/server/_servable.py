@@ -22,7 +22,7 @@ derives (`tflite_session.cc`).
 
 Requests run through `Servable.run(feeds, fetches)`: tensor names in, tensors out, through a
 Session callable cached per (feed names, fetch names), which releases the GIL while TensorFlow
-computes. Only `serving._inference` decides what to feed and fetch for each API.
+computes. Only `tfstack.serving.server._inference` decides what to feed and fetch for each API.
 """
 
 from __future__ import annotations
@@ -40,12 +40,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from serving._errors import Code, StatusError, status_from_tf_error
+from tfstack.serving._errors import Code, StatusError, status_from_tf_error
 
-if TYPE_CHECKING:  # the protos import TensorFlow; keep `import serving` cheap
+if TYPE_CHECKING:  # the protos import TensorFlow; keep `from tfstack import serving` cheap
     from tensorflow.core.protobuf.meta_graph_pb2 import MetaGraphDef, SignatureDef
 
-    from serving._batching import BatchingParameters
+    from tfstack.serving.server._batching import BatchingParameters
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -117,7 +117,7 @@ def session_config_from_flags(
     from google.protobuf import text_format
     from tensorflow.core.protobuf import config_pb2
 
-    from serving._model_config import read_text_proto_file
+    from tfstack.serving.server._model_config import read_text_proto_file
 
     config = config_pb2.ConfigProto()
     if session_config_file:

@@ -1,11 +1,11 @@
 """ServerCore: the loaded models, their version states and labels, and inference.
 
 The REST and gRPC front ends only convert wire formats; every rule about which servable
-answers a request, and every error text a client sees, lives here and in `serving._inference`
-(spec §1.4, §1.7, §3.3). Each API is prepared on the event loop (`serving._inference`), run by an
+answers a request, and every error text a client sees, lives here and in `tfstack.serving.server._inference`
+(spec §1.4, §1.7, §3.3). Each API is prepared on the event loop (`tfstack.serving.server._inference`), run by an
 executor (`DirectExecutor` here: one Session call on the inference thread pool; or
-`serving._batching.BatchingExecutor`), and finished there. TensorFlow never runs on the loop.
-Model discovery and the version lifecycle are driven by `serving._manager.ModelManager`, which
+`tfstack.serving.server._batching.BatchingExecutor`), and finished there. TensorFlow never runs on the loop.
+Model discovery and the version lifecycle are driven by `tfstack.serving.server._manager.ModelManager`, which
 writes states into the table this module owns.
 """
 
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from serving._errors import Code, StatusError
-from serving._inference import (
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._inference import (
     Classifications,
     Executor,
     InferenceTask,
@@ -36,15 +36,15 @@ from serving._inference import (
     prepare_regress,
     run_prepared,
 )
-from serving._servable import Servable
+from tfstack.serving.server._servable import Servable
 
 if TYPE_CHECKING:
-    from serving._batching import BatchingExecutor, BatchingParameters
+    from tfstack.serving.server._batching import BatchingExecutor, BatchingParameters
 
 logger = logging.getLogger("tfstack.serving")
 
 # (model_name, version, api, code, seconds) after each Predict/Classify/Regress that reached a
-# loaded version: serving._monitoring's runtime latency and per-version counts.
+# loaded version: tfstack.serving.server._monitoring's runtime latency and per-version counts.
 InferenceObserver = Callable[[str, int, str, Code, float], None]
 
 

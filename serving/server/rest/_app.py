@@ -28,8 +28,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from serving import _json_tensor as jt
-from serving._errors import Code, StatusError
+from tfstack.serving.server.rest import _json_tensor as jt
+from tfstack.serving._errors import Code, StatusError
 
 __all__ = ["build_rest_app", "RUNNER_KWARGS", "PING_PATH", "DEFAULT_METRICS_PATH", "RequestObserver"]
 

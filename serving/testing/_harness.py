@@ -3,7 +3,7 @@
 Three backends share one protocol, so the same tests run against the embedded server, the real
 TensorFlow Serving image, or a server someone else runs:
 
-- `EmbeddedBackend`: `python -m tfstack_cli serve` as a subprocess on free loopback ports.
+- `EmbeddedBackend`: `python -m tfstack serve` as a subprocess on free loopback ports.
 - `DockerBackend`: the pinned `tensorflow/serving` image through the docker SDK, every model
   base path mounted read-only under /models, ports published on 127.0.0.1 only.
 - `ExternalBackend`: the REST and gRPC addresses of a running server; nothing is started or stopped.
@@ -12,13 +12,13 @@ TensorFlow Serving image, or a server someone else runs:
 `wait_until_available` routine (status over REST *and* gRPC, by polling with a deadline, while
 checking that the server is still alive) and yields a `ServingEndpoint`.
 
-    from serving._harness import EmbeddedBackend, ServeRequest, serve_models
+    from tfstack.serving.testing._harness import EmbeddedBackend, ServeRequest, serve_models
 
     request = ServeRequest(models={"digits": Path("models/digits")})
     with serve_models(EmbeddedBackend(), request, workdir=Path("/tmp/h")) as endpoint:
         endpoint.client("grpc").predict("digits", {"pixels": x})
 
-Most users reach this through the pytest plugin (`serving/pytest_plugin.py`).
+Most users reach this through the pytest plugin (`serving/testing/pytest_plugin.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from serving._errors import ServerError
+from tfstack.serving._errors import ServerError
 
 __all__ = [
     "BACKENDS",
@@ -216,7 +216,7 @@ class EmbeddedBackend:
     """`tfstack serve` (the embedded server) as a subprocess of this Python, on 127.0.0.1.
 
     Args:
-        python: the interpreter that runs `-m tfstack_cli serve` (default: this one).
+        python: the interpreter that runs `-m tfstack serve` (default: this one).
         env: extra environment variables for the server process.
         entry: what `python` runs, before the server's flags; another program taking
             `tfstack serve`'s flags may stand in (benchmarks/null_model_server.py does).
@@ -225,7 +225,7 @@ class EmbeddedBackend:
     python: str = sys.executable
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     name: str = "embedded"
-    entry: tuple[str, ...] = ("-m", "tfstack_cli", "serve")
+    entry: tuple[str, ...] = ("-m", "tfstack", "serve")
 
     def start(self, request: ServeRequest, workdir: Path) -> _EmbeddedProcess:
         workdir = Path(workdir)
@@ -469,7 +469,7 @@ class ServingEndpoint:
 
 
 def _make_client(protocol: str, rest_url: str, grpc_target: str, *, timeout: float = 30.0, retry: bool = True) -> Any:
-    from client import RetryPolicy, ServingClient
+    from tfstack.client import RetryPolicy, ServingClient
 
     # The wait loop does its own polling; a client that retried inside would hide a dead server.
     policy = None if retry else RetryPolicy(max_attempts=1)
@@ -498,7 +498,7 @@ def wait_until_available(
         HarnessError: the server died, or the deadline passed (the message names the last state
             seen and includes the log tail).
     """
-    from client import ServingError
+    from tfstack.client import ServingError
 
     deadline = time.monotonic() + timeout
     versions: dict[str, int] = {}

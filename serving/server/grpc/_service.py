@@ -24,10 +24,10 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving._core import ServerCore
-from serving._errors import Code, StatusError
-from serving._inference import CLASSIFY_METHOD, DEFAULT_SIGNATURE, InferenceTask, examples_from_input
-from serving._servable import Servable
+from tfstack.serving.server._core import ServerCore
+from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._inference import CLASSIFY_METHOD, DEFAULT_SIGNATURE, InferenceTask, examples_from_input
+from tfstack.serving.server._servable import Servable
 
 logger = logging.getLogger("tfstack.serving")
 

@@ -1,0 +1,1 @@
+"""`tfstack bench`: load generation, statistics and reports for REST, gRPC and in-process inference."""

@@ -1,0 +1,1 @@
+"""gRPC front end: tensorflow.serving PredictionService and ModelService on grpcio asyncio."""

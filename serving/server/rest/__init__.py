@@ -1,0 +1,1 @@
+"""REST front end: TF Serving's HTTP/JSON API on aiohttp."""
