@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,32")
     parser.add_argument("--output", type=Path, default=None, help="Write every measurement as JSON here.")
+    parser.add_argument("--compare-repo", type=Path, default=None,
+                        help="Also serve from this checkout of tfstack (e.g. `git archive main`), as `before`.")
     parser.add_argument("--session-call", default=None, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.session_call:
@@ -176,9 +178,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="request-path-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         servers: dict[str, dict[str, str]] = {}
-        for name, flags in (("tfstack", ()), ("tfstack+batching", ("--enable_batching=true",))):
+        variants = [("tfstack", EmbeddedBackend())]
+        if options.compare_repo:
+            # The other checkout's own tfstack_cli first on sys.path (ahead of the editable install).
+            code = f"import sys; sys.path.insert(0, {str(options.compare_repo.resolve())!r}); import tfstack_cli; tfstack_cli.main()"
+            variants.append(("before", EmbeddedBackend(entry=("-c", code, "serve"))))
+        for (prefix, backend), (suffix, flags) in ((v, f) for v in variants for f in (("", ()), ("+batching", ("--enable_batching=true",)))):
+            name = prefix + suffix
             endpoint = stack.enter_context(serve_models(
-                EmbeddedBackend(), ServeRequest(models={options.model_name: base}, flags=flags), workdir=workdir / name))
+                backend, ServeRequest(models={options.model_name: base}, flags=flags), workdir=workdir / name))
             servers[name] = {"rest": endpoint.rest_url, "grpc": endpoint.grpc_target, "pid": endpoint.running.process.pid}
         if options.kserve_python:
             url, pid = stack.enter_context(_kserve(options.kserve_python, version_dir, options.model_name, workdir))
@@ -186,8 +194,9 @@ def main() -> None:
         plan = []
         for concurrency in concurrencies:
             for protocol in ("rest", "grpc"):
-                plan += [("tfstack", protocol, "empty", concurrency), ("tfstack", protocol, "predict", concurrency),
-                         ("tfstack+batching", protocol, "predict", concurrency)]
+                for prefix, _ in variants:
+                    plan += [(prefix, protocol, "empty", concurrency), (prefix, protocol, "predict", concurrency),
+                             (prefix + "+batching", protocol, "predict", concurrency)]
             if "kserve" in servers:
                 plan += [("kserve", "rest", "empty", concurrency), ("kserve", "rest", "predict", concurrency)]
         for round_ in range(options.rounds):
@@ -212,17 +221,18 @@ def main() -> None:
               f"{_fmt_range([r['cpu_us'] for r in runs], 0)} |")
     print(f"\nSession call p50 (in-process): {_fmt_range([v * 1e3 for v in session_p50], 0)} us")
     checks = []
-    for protocol in ("rest", "grpc"):
-        over = [(p - e - s) * 1e3 for p, e, s in zip(values("tfstack", protocol, "predict", 1, "p50_ms"),
-                                                       values("tfstack", protocol, "empty", 1, "p50_ms"), session_p50)]
-        checks.append((f"(a) {protocol} c=1: Predict p50 - empty p50 - Session p50 <= 250 us", over,
-                       [v <= 250 for v in over], "us"))
-        ratio = [p / e for p, e in zip(values("tfstack+batching", protocol, "predict", 32, "rps"),
-                                       values("tfstack", protocol, "empty", 32, "rps"))]
-        checks.append((f"(b) {protocol} c=32, batching on: Predict req/s / empty req/s >= 0.5", ratio,
-                       [v >= 0.5 for v in ratio], "x"))
+    for prefix, _ in variants:
+        for protocol in ("rest", "grpc"):
+            over = [(p - e - s) * 1e3 for p, e, s in zip(values(prefix, protocol, "predict", 1, "p50_ms"),
+                                                           values(prefix, protocol, "empty", 1, "p50_ms"), session_p50)]
+            checks.append((f"(a) {prefix} {protocol} c=1: Predict p50 - empty p50 - Session p50 <= 250 us", over,
+                           [v <= 250 for v in over], "us"))
+            ratio = [p / e for p, e in zip(values(prefix + "+batching", protocol, "predict", 32, "rps"),
+                                           values(prefix, protocol, "empty", 32, "rps"))]
+            checks.append((f"(b) {prefix} {protocol} c=32, batching on: Predict req/s / empty req/s >= 0.5", ratio,
+                           [v >= 0.5 for v in ratio], "x"))
     for concurrency in concurrencies:
-        for server in ("tfstack", "tfstack+batching"):
+        for server in [p + b for p, _ in variants for b in ("", "+batching")]:
             ratio = [t / k for t, k in zip(values(server, "rest", "predict", concurrency, "rps"),
                                            values("kserve", "rest", "predict", concurrency, "rps"))]
             checks.append((f"(c) {server} / KServe, REST Predict req/s, c={concurrency} >= 3", ratio,
