@@ -1004,7 +1004,8 @@ def write_chart(measurements: Sequence[Measurement], path: Path) -> None:
                  and m.scenario.batch_size == 1 and m.stats.requests]
     figure, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharex=True)
     colours = {"grpc": "tab:blue", "rest": "tab:orange"}
-    baseline_colours = {KIND_IN_PROCESS: "tab:green", KIND_OFFICIAL_STUB: "tab:purple", KIND_TFSTACK_CLIENT: "tab:brown"}
+    baseline_colours = {(KIND_IN_PROCESS, ""): "tab:green", (KIND_OFFICIAL_STUB, "grpc"): "tab:purple",
+                        (KIND_TFSTACK_CLIENT, "grpc"): "tab:brown", (KIND_TFSTACK_CLIENT, "rest"): "tab:olive"}
     for axis, stat in zip(axes, ("p50_ms", "p99_ms")):
         for (kind, protocol, batch, batching, generator), points in sorted(series.items()):
             points.sort(key=lambda m: m.scenario.concurrency)
@@ -1024,7 +1025,7 @@ def write_chart(measurements: Sequence[Measurement], path: Path) -> None:
             s = m.scenario
             name = f"{s.kind} {s.protocol}".strip() + f" (c=1, batching {s.batching})"
             axis.axhline(getattr(m.stats, stat), linestyle=":", linewidth=1.2,
-                         color=baseline_colours.get(s.kind, "tab:grey"), label=name)
+                         color=baseline_colours.get((s.kind, s.protocol), "tab:grey"), label=name)
         axis.set_xlabel("throughput (requests/s, log scale)")
         axis.set_ylabel(f"{stat[:3]} latency (ms, log scale)")
         axis.set_xscale("log")
