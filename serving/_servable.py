@@ -78,6 +78,11 @@ class BundleOptions:
         mixed_precision: `--mixed_precision` ("bfloat16" turns on oneDNN's bf16 rewrite).
         prefer_tflite_model: serve `model.tflite` when the version directory has one.
         num_tflite_pools: interpreters per TF Lite model (`--num_tflite_pools`).
+        run_in_caller_thread: run each request's graph on the thread that calls the Session
+            instead of TensorFlow's single inter-op thread (RunOptions.inter_op_thread_pool = -1).
+            Only takes effect with exactly one inter-op thread. None: only when `session_config`
+            is the server's default (no thread flag or session config file was given); an explicit
+            `--tensorflow_inter_op_parallelism=1` keeps TensorFlow's one-thread pool, as in TF Serving.
     """
 
     saved_model_tags: tuple[str, ...] = ("serve",)
@@ -85,6 +90,7 @@ class BundleOptions:
     mixed_precision: str = ""
     prefer_tflite_model: bool = False
     num_tflite_pools: int = dataclasses.field(default_factory=_cpus)
+    run_in_caller_thread: bool | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.saved_model_tags, str):
@@ -410,7 +416,9 @@ def _load_saved_model(path: Path, options: BundleOptions) -> tuple[_SessionRunne
             f"`saved_model.pb`)\nSpecified file path: {path}",
         )
     meta_graph = read_meta_graph(path, options.saved_model_tags)
-    runner = _SessionRunner.load(path, meta_graph, _session_config(path, options))
+    inline = options.run_in_caller_thread
+    runner = _SessionRunner.load(path, meta_graph, _session_config(path, options),
+                                 run_in_caller_thread=options.session_config is None if inline is None else inline)
     # remove_unused_fields_from_bundle_metagraph: only the SignatureDefs are kept.
     return runner, dict(meta_graph.signature_def)
 
@@ -618,7 +626,7 @@ class _SessionRunner:
         self._run_in_caller_thread = run_in_caller_thread
 
     @classmethod
-    def load(cls, path: Path, meta_graph: MetaGraphDef, config) -> _SessionRunner:
+    def load(cls, path: Path, meta_graph: MetaGraphDef, config, *, run_in_caller_thread: bool = False) -> _SessionRunner:
         import tensorflow as tf
 
         _validate_saved_tensors(meta_graph)
@@ -627,9 +635,10 @@ class _SessionRunner:
         feeds = {info.name for sig in meta_graph.signature_def.values() for info in sig.inputs.values()}
         session = tf.compat.v1.Session(graph=graph, config=config)
         # With one inter-op thread there is no parallelism between ops to lose: running the
-        # graph on the calling thread saves two thread hand-offs per request (about 50 us for a
+        # graph on the calling thread saves two thread hand-offs per call (about 50 us for a
         # small model), as TF's RunOptions.inter_op_thread_pool = -1 documents for simple graphs.
-        inline = config.inter_op_parallelism_threads == 1 and not config.session_inter_op_thread_pool
+        inline = (run_in_caller_thread and config.inter_op_parallelism_threads == 1
+                  and not config.session_inter_op_thread_pool)
         runner = cls(session, graph, _tensor_dtypes(meta_graph.graph_def, feeds), run_in_caller_thread=inline)
         try:
             assets = {
