@@ -197,6 +197,8 @@ class Servable:
         self.signature_defs = dict(signature_defs)
         self.batching_parameters = batching_parameters
         self.platform = platform
+        # What each API reads from a signature, derived once (serving._inference fills it).
+        self.request_plans: dict[Any, Any] = {}
         self._runner = runner
         # Leases keep the Session open while a request or a run uses it; `retire` closes it once
         # the last one ends (TF Serving frees a bundle when its last ServableHandle goes).
