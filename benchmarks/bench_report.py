@@ -26,20 +26,20 @@ def _load(row: dict) -> str:
 
 def measurements_table(document: dict, *, kinds: tuple[str, ...]) -> str:
     rows = [r for r in document["measurements"] if r["kind"] in kinds]
-    floors = {(r["protocol"], r["concurrency"], r["batching"]): r for r in document["measurements"]
+    floors = {(r["protocol"], r["concurrency"], r["batching"], r.get("generator")): r for r in document["measurements"]
               if r["kind"] == "floor" and r["rate"] is None}
     in_process = {r["batch_size"]: r for r in document["measurements"] if r["kind"] == "in-process"}
-    out = ["| kind | protocol | load | batch | batching | ok | errors | req/s | examples/s | p50 ms | p90 ms | p95 ms | p99 ms "
-           "| req/s ÷ floor | p50 ÷ in-process | load avg |",
-           "|" + "---|" * 16]
+    out = ["| kind | protocol | generator | load | batch | batching | ok | errors | req/s | examples/s | p50 ms | p90 ms "
+           "| p95 ms | p99 ms | req/s ÷ empty | p50 ÷ in-process | load avg |",
+           "|" + "---|" * 17]
     for r in rows:
-        floor = floors.get((r["protocol"], r["concurrency"], r["batching"]))
+        floor = floors.get((r["protocol"], r["concurrency"], r["batching"], r.get("generator")))
         x_floor = r["throughput_rps"] / floor["throughput_rps"] if r["kind"] == "predict" and floor and r["rate"] is None else None
         base = in_process.get(r["batch_size"])
         x_in = (r["p50_ms"] / base["p50_ms"] if base and r["kind"] not in ("in-process", "floor") and r["p50_ms"] is not None
                 else None)
         out.append(
-            f"| {r['kind']} | {r['protocol'] or '-'} | {_load(r)} | {r['batch_size']} | {r['batching']} | {r['requests']} "
+            f"| {r['kind']} | {r['protocol'] or '-'} | {r.get('generator', 'python')} | {_load(r)} | {r['batch_size']} | {r['batching']} | {r['requests']} "
             f"| {r['errors']} | {_fmt(r['throughput_rps'], 0)} | {_fmt(r['examples_per_s'], 0)} | {_fmt(r['p50_ms'])} "
             f"| {_fmt(r['p90_ms'])} | {_fmt(r['p95_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(x_floor, 2)} | {_fmt(x_in, 1)} "
             f"| {_fmt(r['load_avg_1m'], 2)} |"
@@ -47,12 +47,10 @@ def measurements_table(document: dict, *, kinds: tuple[str, ...]) -> str:
     return "\n".join(out)
 
 
-def targets_table(document: dict) -> str:
-    out = ["| target | measured | met |", "|---|---|---|"]
-    for t in document["targets"]:
-        met = {True: "**yes**", False: "**no**", None: "not measured"}[t["met"]]
-        out.append(f"| {t['name']} | {t['measured']} | {met} |")
-    return "\n".join(out)
+def breakdown(document: dict) -> str:
+    # Older reports (before the breakdown existed) have "targets" instead.
+    lines = document.get("breakdown") or [f"{t['name']}: {t['measured']}" for t in document.get("targets", [])]
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def machine(document: dict) -> str:
@@ -81,7 +79,7 @@ def main() -> None:
     args = parser.parse_args()
     document = json.loads(args.bench_json.read_text())
     print(f"Command: `{document['command']}`\n\nMachine: {machine(document)}\n")
-    print("### Targets\n\n" + targets_table(document) + "\n")
+    print("### Where a batch-1 Predict's time goes\n\n" + breakdown(document) + "\n")
     print("### Ratios to the baselines\n\n| ratio | value |\n|---|---|")
     for name, value in document["ratios"].items():
         print(f"| {name} | {_fmt(value, 2)} |")

@@ -1,13 +1,17 @@
 """Load generation and statistics for `tfstack bench` (a perf_analyzer for TF-Serving-compatible servers).
 
 A *scenario* is one measurement: a kind of request (Predict over gRPC or REST, the empty
-"transport floor" request, or a baseline), a concurrency or an open-loop rate, a batch size.
-Each scenario runs in fresh worker processes (spawned, so gRPC never crosses a fork), each worker
-an asyncio loop with its share of the concurrent users; the parent only coordinates, shows
-progress and computes the statistics, so the load generator never shares an interpreter with
-the server or with the report.
+request, or a baseline), a concurrency or an open-loop rate, a batch size, a load generator.
+The empty request is model status (REST `GET /v1/models/<name>`, gRPC `GetModelStatus`): the
+server's whole stack without tensor work, answered by any TF-Serving-compatible server.
 
-Closed loop: `concurrency` users, each sending its next request when the previous answer
+Load comes from the C load generators (wrk for REST, h2load for gRPC; tfstack.serving.bench._native)
+when they are installed, or from fresh Python worker processes (spawned, so gRPC never crosses a
+fork), each an asyncio loop with its share of the concurrent users; the parent only coordinates,
+shows progress and computes the statistics, so the load generator never shares an interpreter
+with the server or with the report.
+
+Closed loop: `concurrency` users (connections), each sending its next request when the previous answer
 arrives. Open loop: requests are *scheduled* at a fixed rate whether or not earlier ones have
 returned, and latency is measured from the scheduled time, so a stalled server shows up as
 latency instead of as a politely lower rate (no coordinated omission).
@@ -44,8 +48,14 @@ from tfstack.serving._errors import ServerError
 PROTOCOLS = ("grpc", "rest")
 PERCENTILES = (50, 90, 95, 99)
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-HEALTH_METHOD = "/grpc.health.v1.Health/Check"
-REST_PING_PATH = "/tfstack/ping"  # tfstack.serving.server.rest._app.PING_PATH: answers {} without touching a model
+# The empty request: model status, the cheapest call every TF-Serving-compatible server answers
+# (REST GET /v1/models/<name>, gRPC ModelService/GetModelStatus): the server's stack, no tensors.
+MODEL_STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
+# Load generators: this module's Python workers, or the C tools of tfstack.serving.bench._native.
+GENERATOR_PYTHON = "python"
+GENERATOR_WRK = "wrk"
+GENERATOR_H2LOAD = "h2load"
+GENERATORS = (GENERATOR_PYTHON, GENERATOR_WRK, GENERATOR_H2LOAD)
 # Open loop: beyond this many requests in flight per worker, new ones are dropped and counted
 # as errors, so an overloaded server cannot make the generator eat all memory.
 MAX_IN_FLIGHT = 4096
@@ -145,6 +155,8 @@ class Scenario:
         rate: open-loop requests per second, or None for closed loop.
         batch_size: examples per request.
         batching: the server's batching setting as a label ("off", "on", "server" if unknown).
+        generator: who sends the load: "python" (this module's workers), "wrk" (REST) or
+            "h2load" (gRPC), see tfstack.serving.bench._native.
     """
 
     kind: str
@@ -153,6 +165,7 @@ class Scenario:
     rate: float | None = None
     batch_size: int = 1
     batching: str = "off"
+    generator: str = GENERATOR_PYTHON
 
     @property
     def mode(self) -> str:
@@ -162,7 +175,8 @@ class Scenario:
     def label(self) -> str:
         load = f"rate {self.rate:g}/s" if self.rate is not None else f"c={self.concurrency}"
         where = f"{self.kind} {self.protocol}".strip()
-        return f"{where} {load} b={self.batch_size} batching={self.batching}"
+        by = f" ({self.generator})" if self.generator != GENERATOR_PYTHON else ""
+        return f"{where}{by} {load} b={self.batch_size} batching={self.batching}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -211,11 +225,16 @@ def plan_scenarios(
     baselines: bool = True,
     in_process: bool = True,
     batching: str = "off",
+    generators: Mapping[str, str] | None = None,
 ) -> list[Scenario]:
     """The scenarios of one sweep, in the order they run.
 
-    Baselines first (sequential, concurrency 1), then for each protocol the transport floor and
+    Baselines first (sequential, concurrency 1), then for each protocol the empty request and
     Predict at each batch size over the concurrency sweep, then the open-loop runs.
+
+    Args:
+        generators: protocol -> load generator of its closed-loop runs (default: "python");
+            open-loop runs always use the Python generator.
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if not protocols or unknown:
@@ -225,6 +244,10 @@ def plan_scenarios(
             raise ValueError(f"`{name}` must be a non-empty list of ints >= 1. Received: {name}={tuple(values)!r}")
     if rate is not None and not rate > 0:
         raise ValueError(f"`rate` must be > 0 requests per second. Received: rate={rate!r}")
+    generators = dict(generators or {})
+    bad = {p: g for p, g in generators.items() if g not in GENERATORS}
+    if bad:
+        raise ValueError(f"`generators` values must be among {GENERATORS}. Received: generators={generators!r}")
     out: list[Scenario] = []
     if baselines:
         for batch in batch_sizes if in_process else ():
@@ -234,11 +257,14 @@ def plan_scenarios(
         for protocol in protocols:
             out.append(Scenario(kind=KIND_TFSTACK_CLIENT, protocol=protocol, batching=batching))
     for protocol in protocols:
+        generator = generators.get(protocol, GENERATOR_PYTHON)
         for concurrency in concurrencies:
             if floor:
-                out.append(Scenario(kind=KIND_FLOOR, protocol=protocol, concurrency=concurrency, batching=batching))
+                out.append(Scenario(kind=KIND_FLOOR, protocol=protocol, concurrency=concurrency, batching=batching,
+                                    generator=generator))
             for batch in batch_sizes:
-                out.append(Scenario(kind=KIND_PREDICT, protocol=protocol, concurrency=concurrency, batch_size=batch, batching=batching))
+                out.append(Scenario(kind=KIND_PREDICT, protocol=protocol, concurrency=concurrency, batch_size=batch,
+                                    batching=batching, generator=generator))
     if rate is not None:
         for protocol in protocols:
             for batch in batch_sizes:
@@ -253,7 +279,7 @@ def plan_scenarios(
 def require_loopback(address: str, *, what: str) -> str:
     """Return the host of a URL or host:port if it is a loopback address; raise ValueError otherwise.
 
-    Benchmarks here run on a shared machine whose rules allow load on 127.0.0.1 only.
+    Load aimed at another machine must be deliberate (`tfstack bench --allow-remote`).
     """
     if not isinstance(address, str) or not address:
         raise ValueError(f"{what} must be a non-empty string. Received: {what}={address!r}")
@@ -268,8 +294,8 @@ def require_loopback(address: str, *, what: str) -> str:
         loopback = False
     if not loopback:
         raise ValueError(
-            f"`tfstack bench` only targets servers on this machine (127.0.0.1, ::1 or localhost). "
-            f"Received: {what}={address!r}"
+            f"`tfstack bench` only targets servers on this machine (127.0.0.1, ::1 or localhost) unless "
+            f"--allow-remote is given. Received: {what}={address!r}"
         )
     return host
 
@@ -411,6 +437,15 @@ class _HttpStatus(Exception):
     pass
 
 
+def model_status_request(model_name: str) -> bytes:
+    """A serialized GetModelStatusRequest for `model_name` (the empty request over gRPC)."""
+    from tfstack.client._proto import tfstack_serving_pb2 as pb
+
+    request = pb.GetModelStatusRequest()
+    request.model_spec.name = model_name
+    return request.SerializeToString()
+
+
 async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """An async `send()` that raises on any failure, and an async `close()`."""
     if spec.protocol == "grpc":
@@ -421,7 +456,7 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
         )
         if spec.kind == KIND_FLOOR:
-            method, body = channel.unary_unary(HEALTH_METHOD), b""
+            method, body = channel.unary_unary(MODEL_STATUS_METHOD), model_status_request(spec.target.model_name)
         else:
             method, body = channel.unary_unary(PREDICT_METHOD), spec.payload.grpc_request
 
@@ -440,7 +475,7 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
     )
     base = spec.target.rest_url.rstrip("/")
     if spec.kind == KIND_FLOOR:
-        method, url, data, headers = "GET", base + REST_PING_PATH, None, {}
+        method, url, data, headers = "GET", f"{base}/v1/models/{spec.target.model_name}", None, {}
     else:
         method, url = "POST", f"{base}/v1/models/{spec.target.model_name}:predict"
         data, headers = spec.payload.rest_body, {"Content-Type": "application/json"}
@@ -651,6 +686,7 @@ class Measurement:
             "rate": s.rate,
             "batch_size": s.batch_size,
             "batching": s.batching,
+            "generator": s.generator,
             **dataclasses.asdict(self.stats),
             "examples_per_s": self.stats.throughput_rps * s.batch_size,
             "processes": self.processes,
@@ -684,6 +720,8 @@ def run_scenario(
     """
     if scenario.kind not in KINDS:
         raise ValueError(f"Unknown scenario kind. Expected one of {KINDS}. Received: kind={scenario.kind!r}")
+    if scenario.generator != GENERATOR_PYTHON:
+        return _run_native(scenario, target=target, payloads=payloads, limits=limits, on_progress=on_progress)
     load = scenario.kind in (KIND_PREDICT, KIND_FLOOR)
     users_total = scenario.concurrency if scenario.rate is None else 0
     n = max(1, min(processes, users_total) if scenario.rate is None else processes) if load else 1
@@ -771,6 +809,40 @@ def run_scenario(
     )
 
 
+def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Payload], limits: Limits,
+                on_progress: Callable[[int, float], None] | None) -> Measurement:
+    """One closed-loop scenario from wrk (REST) or h2load (gRPC); see tfstack.serving.bench._native."""
+    from tfstack.serving.bench import _native as native
+
+    expected = {"rest": GENERATOR_WRK, "grpc": GENERATOR_H2LOAD}[scenario.protocol]
+    if scenario.generator != expected or scenario.rate is not None or scenario.kind not in (KIND_PREDICT, KIND_FLOOR):
+        raise ValueError(f"{scenario.generator} cannot run {scenario.label}: C load generators run closed-loop "
+                         f"{KIND_PREDICT}/{KIND_FLOOR} load, wrk over REST and h2load over gRPC.")
+    if limits.duration is None:
+        raise ValueError("C load generators run for a duration; give `duration`, not `requests`.")
+    if scenario.protocol == "rest":
+        request = (native.rest_status_request(target.rest_url, target.model_name) if scenario.kind == KIND_FLOOR
+                   else native.rest_predict_request(target.rest_url, target.model_name, payloads[scenario.batch_size].rest_body))
+    else:
+        request = (native.grpc_status_request(target.grpc_target, target.model_name) if scenario.kind == KIND_FLOOR
+                   else native.grpc_predict_request(target.grpc_target, payloads[scenario.batch_size].grpc_request))
+    try:
+        request = native.check_and_warm_up(request, count=limits.warmup, timeout=limits.timeout)
+        run = native.run_wrk if scenario.protocol == "rest" else native.run_h2load
+        result = run(request, concurrency=scenario.concurrency, duration=limits.duration, timeout=limits.timeout)
+    except native.NativeToolError as exc:
+        raise BenchError(f"{scenario.label}: {exc}") from exc
+    stats = LatencyStats(
+        requests=result.requests, errors=result.errors, elapsed_s=result.elapsed_s, throughput_rps=result.throughput_rps,
+        mean_ms=result.mean_ms, p50_ms=result.p50_ms, p90_ms=result.p90_ms, p95_ms=result.p95_ms, p99_ms=result.p99_ms,
+        max_ms=result.max_ms,
+    )
+    if on_progress is not None:
+        on_progress(result.requests + result.errors, result.elapsed_s)
+    samples = (f"{result.errors} failed requests (the tool reports counts, not texts)",) if result.errors else ()
+    return Measurement(scenario=scenario, stats=stats, processes=1, load_avg_1m=os.getloadavg()[0], error_samples=samples)
+
+
 def expected_requests(scenario: Scenario, limits: Limits) -> int | None:
     """How many requests a scenario will send when that is known in advance (for the progress bar)."""
     if limits.requests is not None:
@@ -781,17 +853,7 @@ def expected_requests(scenario: Scenario, limits: Limits) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------
-# targets of issues 3 and 5, ratios, reports
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TargetCheck:
-    """One performance target, its measured value and whether it was met (None: not measured)."""
-
-    name: str
-    target: str
-    measured: str
-    met: bool | None
+# ratios, the time breakdown, reports
 
 
 def _find(measurements: Sequence[Measurement], **fields: Any) -> Measurement | None:
@@ -819,43 +881,42 @@ def baseline_ratios(measurements: Sequence[Measurement]) -> dict[str, float]:
     return ratios
 
 
-def evaluate_targets(measurements: Sequence[Measurement]) -> list[TargetCheck]:
-    """Issue 3 (server's own work at c=1) and issue 5 (batching at c=32) targets from one run."""
-    checks: list[TargetCheck] = []
+def breakdown(measurements: Sequence[Measurement]) -> list[str]:
+    """Where a batch-1 Predict's time goes, one line per protocol, generator and batching setting.
+
+    At concurrency 1: Predict p50 = empty request p50 (the server's stack and the round trip) +
+    in-process p50 (the model, as the server runs it) + the rest (decoding, tensor conversion,
+    hand-offs, encoding). At the highest concurrency measured: Predict throughput as a fraction of
+    the empty request's.
+    """
+    lines = []
     in_process = _find(measurements, kind=KIND_IN_PROCESS, batch_size=1)
-    for protocol, budget_us in (("grpc", 150), ("rest", 250)):
-        floor = _find(measurements, kind=KIND_FLOOR, protocol=protocol, concurrency=1, rate=None)
-        predict = _find(measurements, kind=KIND_PREDICT, protocol=protocol, concurrency=1, batch_size=1, rate=None)
-        name = f"issue 3: {protocol} Predict p50 (c=1, b=1) <= floor p50 + in-process p50 + {budget_us} us"
-        if None in (in_process, floor, predict):
-            checks.append(TargetCheck(name=name, target=f"overhead <= {budget_us} us", measured="not measured", met=None))
-            continue
-        overhead_us = (predict.stats.p50_ms - floor.stats.p50_ms - in_process.stats.p50_ms) * 1e3
-        checks.append(TargetCheck(
-            name=name,
-            target=f"overhead <= {budget_us} us",
-            measured=(f"predict {predict.stats.p50_ms * 1e3:.0f} - floor {floor.stats.p50_ms * 1e3:.0f} - in-process "
-                      f"{in_process.stats.p50_ms * 1e3:.0f} = {overhead_us:.0f} us"),
-            met=overhead_us <= budget_us,
-        ))
-    for protocol in PROTOCOLS:
-        on = _find(measurements, kind=KIND_PREDICT, protocol=protocol, concurrency=32, batch_size=1, rate=None, batching="on")
-        off = _find(measurements, kind=KIND_PREDICT, protocol=protocol, concurrency=32, batch_size=1, rate=None, batching="off")
-        floor = _find(measurements, kind=KIND_FLOOR, protocol=protocol, concurrency=32, rate=None, batching="on")
-        name = f"issue 5: {protocol} batching on, c=32, b=1: throughput >= 0.75x floor and >= 2x batching off"
-        if None in (on, off, floor):
-            checks.append(TargetCheck(name=name, target=">= 0.75x floor, >= 2x off", measured="not measured", met=None))
-            continue
-        vs_floor = on.stats.throughput_rps / floor.stats.throughput_rps
-        vs_off = on.stats.throughput_rps / off.stats.throughput_rps
-        checks.append(TargetCheck(
-            name=name,
-            target=">= 0.75x floor, >= 2x off",
-            measured=(f"on {on.stats.throughput_rps:.0f}/s, floor {floor.stats.throughput_rps:.0f}/s ({vs_floor:.2f}x), "
-                      f"off {off.stats.throughput_rps:.0f}/s ({vs_off:.2f}x)"),
-            met=vs_floor >= 0.75 and vs_off >= 2.0,
-        ))
-    return checks
+    keys = dict.fromkeys((m.scenario.protocol, m.scenario.generator, m.scenario.batching) for m in measurements
+                         if m.scenario.kind == KIND_PREDICT and m.scenario.rate is None)
+    for protocol, generator, batching in keys:
+        where = dict(protocol=protocol, generator=generator, batching=batching, rate=None)
+        name = f"{protocol} ({generator}), batching {batching}"
+        predict = _find(measurements, kind=KIND_PREDICT, concurrency=1, batch_size=1, **where)
+        empty = _find(measurements, kind=KIND_FLOOR, concurrency=1, **where)
+        if predict is not None and empty is not None and predict.stats.requests and empty.stats.requests:
+            text = (f"{name}: c=1 Predict p50 {predict.stats.p50_ms * 1e3:,.0f} us = empty request "
+                    f"{empty.stats.p50_ms * 1e3:,.0f} us")
+            if in_process is not None and in_process.stats.requests:
+                rest = predict.stats.p50_ms - empty.stats.p50_ms - in_process.stats.p50_ms
+                text += f" + model in-process {in_process.stats.p50_ms * 1e3:,.0f} us + request path {rest * 1e3:,.0f} us"
+            else:
+                text += f" + {(predict.stats.p50_ms - empty.stats.p50_ms) * 1e3:,.0f} us"
+            lines.append(text)
+        top = max((m.scenario.concurrency for m in measurements if m.scenario.kind == KIND_PREDICT
+                   and m.scenario.concurrency > 1 and all(getattr(m.scenario, k) == v for k, v in where.items())), default=None)
+        if top is not None:
+            predict = _find(measurements, kind=KIND_PREDICT, concurrency=top, batch_size=1, **where)
+            empty = _find(measurements, kind=KIND_FLOOR, concurrency=top, **where)
+            if predict is not None and empty is not None and empty.stats.throughput_rps:
+                lines.append(f"{name}: c={top} Predict {predict.stats.throughput_rps:,.0f}/s = "
+                             f"{predict.stats.throughput_rps / empty.stats.throughput_rps:.2f}x the empty request's "
+                             f"{empty.stats.throughput_rps:,.0f}/s")
+    return lines
 
 
 def machine_info() -> dict[str, Any]:
@@ -883,7 +944,7 @@ def machine_info() -> dict[str, Any]:
 
 
 CSV_FIELDS = (
-    "kind", "protocol", "mode", "concurrency", "rate", "batch_size", "batching", "requests", "errors", "elapsed_s",
+    "kind", "protocol", "mode", "concurrency", "rate", "batch_size", "batching", "generator", "requests", "errors", "elapsed_s",
     "throughput_rps", "examples_per_s", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "processes", "load_avg_1m",
 )
 
@@ -902,7 +963,7 @@ def write_json(measurements: Sequence[Measurement], path: Path, *, command: str,
         "machine": machine_info(),
         "measurements": [m.row() for m in measurements],
         "ratios": baseline_ratios(measurements),
-        "targets": [dataclasses.asdict(c) for c in evaluate_targets(measurements)],
+        "breakdown": breakdown(measurements),
         **extra,
     }
     # NaN is not JSON; a missing value is null.
@@ -910,92 +971,123 @@ def write_json(measurements: Sequence[Measurement], path: Path, *, command: str,
     path.write_text(text.replace("NaN", "null"), encoding="utf-8")
 
 
+def _plain_ticks(axis: Any) -> None:
+    """Log-scale axes labelled 1, 2, 5, 10, 20, 50, ... 1,000 (no 10^3 notation)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    def plain(value: float, _: Any) -> str:
+        return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+    for which in (axis.xaxis, axis.yaxis):
+        which.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        which.set_major_formatter(FuncFormatter(plain))
+        which.set_minor_formatter(NullFormatter())
+
+
 def write_chart(measurements: Sequence[Measurement], path: Path) -> None:
-    """Latency against throughput (p50 left, p99 right), one line per protocol/kind/batch size/batching."""
+    """Latency against throughput (p50 left, p99 right), one line per protocol/kind/batch size/batching/generator.
+
+    The empty request is drawn dashed; the one-at-a-time baselines (in-process, official stub,
+    tfstack client) are horizontal dotted lines at their latency.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[tuple[str, str, int, str], list[Measurement]] = {}
+    series: dict[tuple[str, str, int, str, str], list[Measurement]] = {}
     for m in measurements:
         s = m.scenario
         if s.kind in (KIND_PREDICT, KIND_FLOOR) and s.rate is None and m.stats.requests:
-            series.setdefault((s.kind, s.protocol, s.batch_size, s.batching), []).append(m)
-    figure, axes = plt.subplots(1, 2, figsize=(13, 6), sharex=True)
+            series.setdefault((s.kind, s.protocol, s.batch_size, s.batching, s.generator), []).append(m)
+    baselines = [m for m in measurements if m.scenario.kind in (KIND_IN_PROCESS, KIND_OFFICIAL_STUB, KIND_TFSTACK_CLIENT)
+                 and m.scenario.batch_size == 1 and m.stats.requests]
+    figure, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharex=True)
     colours = {"grpc": "tab:blue", "rest": "tab:orange"}
+    baseline_colours = {(KIND_IN_PROCESS, ""): "tab:green", (KIND_OFFICIAL_STUB, "grpc"): "tab:purple",
+                        (KIND_TFSTACK_CLIENT, "grpc"): "tab:brown", (KIND_TFSTACK_CLIENT, "rest"): "tab:olive"}
     for axis, stat in zip(axes, ("p50_ms", "p99_ms")):
-        for (kind, protocol, batch, batching), points in sorted(series.items()):
+        for (kind, protocol, batch, batching, generator), points in sorted(series.items()):
             points.sort(key=lambda m: m.scenario.concurrency)
             x = [m.stats.throughput_rps for m in points]
             y = [getattr(m.stats, stat) for m in points]
-            style = {"color": colours.get(protocol, "tab:grey"), "alpha": 0.45 if kind == KIND_FLOOR else 1.0}
+            style = {"color": colours.get(protocol, "tab:grey"), "alpha": 0.5 if kind == KIND_FLOOR else 1.0}
             dashes = "--" if kind == KIND_FLOOR else ("-" if batch == 1 else "-.")
             marker = "s" if batching == "on" else ("^" if batch > 1 else "o")
-            what = "floor (empty request)" if kind == KIND_FLOOR else f"predict b={batch}"
-            axis.plot(x, y, dashes, marker=marker, label=f"{protocol} {what}, batching {batching}", **style)
+            if generator != GENERATOR_PYTHON:
+                style["markerfacecolor"] = "white"
+            what = "empty request" if kind == KIND_FLOOR else f"predict b={batch}"
+            axis.plot(x, y, dashes, marker=marker, label=f"{protocol} {what}, batching {batching}, {generator}", **style)
             for m, value in zip(points, y):
                 axis.annotate(f"c{m.scenario.concurrency}", (m.stats.throughput_rps, value), fontsize=7,
                               textcoords="offset points", xytext=(3, 3))
+        for m in baselines:
+            s = m.scenario
+            name = f"{s.kind} {s.protocol}".strip() + f" (c=1, batching {s.batching})"
+            axis.axhline(getattr(m.stats, stat), linestyle=":", linewidth=1.2,
+                         color=baseline_colours.get((s.kind, s.protocol), "tab:grey"), label=name)
         axis.set_xlabel("throughput (requests/s, log scale)")
         axis.set_ylabel(f"{stat[:3]} latency (ms, log scale)")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        _plain_ticks(axis)
         axis.set_title(f"{stat[:3]} latency vs throughput")
         axis.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
-    figure.suptitle("tfstack bench, closed loop (point labels = concurrency)")
-    figure.tight_layout(rect=(0, 0.06 + 0.03 * math.ceil(len(labels) / 3), 1, 1))
+    figure.suptitle("tfstack bench, closed loop (point labels = concurrency; dotted: one-at-a-time baselines)")
+    figure.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(labels) / 3), 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
 def results_table(measurements: Sequence[Measurement], *, title: str = "tfstack bench") -> Any:
-    """A rich Table of every measurement, with ratios to the floor and in-process baselines."""
+    """A rich Table of every measurement (under 100 columns wide); the CSV has every field (p90, p95...).
+
+    `÷empty` is Predict throughput over the empty request's at the same load; `÷model` is p50
+    latency over the in-process model call's.
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    for column in ("scenario", "proto", "load", "batch", "batching", "ok", "err", "req/s", "ex/s",
-                   "p50 ms", "p90 ms", "p95 ms", "p99 ms", "x floor", "p50/inproc", "load avg"):
-        table.add_column(column, justify="left" if column in ("scenario", "proto", "load", "batching") else "right")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  padding=(0, 1), collapse_padding=True)
+    for column in ("request", "proto", "by", "load", "b", "batching", "req/s", "p50 ms", "p99 ms", "err",
+                   "÷empty", "÷model", "load avg"):
+        table.add_column(column, justify="left" if column in ("request", "proto", "by", "load", "batching") else "right",
+                         no_wrap=True)
     in_process = {m.scenario.batch_size: m.stats.p50_ms for m in measurements if m.scenario.kind == KIND_IN_PROCESS}
+    names = {KIND_FLOOR: "empty", KIND_IN_PROCESS: "in-process", KIND_OFFICIAL_STUB: "stub", KIND_TFSTACK_CLIENT: "client"}
     for m in measurements:
         s, st = m.scenario, m.stats
-        floor = _find(measurements, kind=KIND_FLOOR, protocol=s.protocol, concurrency=s.concurrency, rate=None, batching=s.batching)
+        floor = _find(measurements, kind=KIND_FLOOR, protocol=s.protocol, concurrency=s.concurrency, rate=None,
+                      batching=s.batching, generator=s.generator)
         x_floor = (f"{st.throughput_rps / floor.stats.throughput_rps:.2f}"
                    if s.kind == KIND_PREDICT and s.rate is None and floor and floor.stats.throughput_rps else "")
         ratio = (f"{st.p50_ms / in_process[s.batch_size]:.1f}"
                  if s.kind not in (KIND_IN_PROCESS, KIND_FLOOR) and s.batch_size in in_process and st.requests else "")
+        generator = {GENERATOR_PYTHON: "py"}.get(s.generator, s.generator)
         table.add_row(
-            s.kind, s.protocol or "-", f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}", str(s.batch_size),
-            s.batching, str(st.requests), str(st.errors), f"{st.throughput_rps:,.0f}", f"{st.throughput_rps * s.batch_size:,.0f}",
-            *(f"{v:.3f}" for v in (st.p50_ms, st.p90_ms, st.p95_ms, st.p99_ms)), x_floor, ratio, f"{m.load_avg_1m:.2f}",
+            names.get(s.kind, s.kind), s.protocol or "-", generator if s.kind in (KIND_PREDICT, KIND_FLOOR) else "",
+            f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}", str(s.batch_size), s.batching,
+            f"{st.throughput_rps:,.0f}", *(f"{v:.3f}" for v in (st.p50_ms, st.p99_ms)), str(st.errors),
+            x_floor, ratio, f"{m.load_avg_1m:.1f}",
             style="red" if st.errors else None,
         )
     return table
 
 
-def targets_table(checks: Sequence[TargetCheck]) -> Any:
-    from rich.table import Table
-
-    table = Table(title="performance targets (issues 3 and 5)", title_justify="left")
-    for column in ("target", "measured", "met"):
-        table.add_column(column)
-    for c in checks:
-        table.add_row(c.name, c.measured, {True: "[green]yes[/]", False: "[red]no[/]", None: "n/a"}[c.met])
-    return table
-
-
 def markdown_table(measurements: Sequence[Measurement]) -> str:
     """The measurements as a GitHub-flavoured markdown table (for docs/performance.md)."""
-    header = "| scenario | protocol | load | batch | batching | ok | errors | req/s | p50 ms | p90 ms | p95 ms | p99 ms | load avg |"
-    lines = [header, "|" + "|".join("---" for _ in range(13)) + "|"]
+    header = ("| scenario | protocol | generator | load | batch | batching | ok | errors | req/s | p50 ms | p90 ms | p95 ms "
+              "| p99 ms | load avg |")
+    lines = [header, "|" + "|".join("---" for _ in range(14)) + "|"]
     for m in measurements:
         s, st = m.scenario, m.stats
         load = f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}"
         lines.append(
-            f"| {s.kind} | {s.protocol or '-'} | {load} | {s.batch_size} | {s.batching} | {st.requests} | {st.errors} | "
+            f"| {s.kind} | {s.protocol or '-'} | {s.generator} | {load} | {s.batch_size} | {s.batching} | {st.requests} "
+            f"| {st.errors} | "
             f"{st.throughput_rps:,.0f} | {st.p50_ms:.3f} | {st.p90_ms:.3f} | {st.p95_ms:.3f} | {st.p99_ms:.3f} | {m.load_avg_1m:.2f} |"
         )
     return "\n".join(lines)

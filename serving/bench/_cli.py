@@ -1,7 +1,8 @@
-"""`tfstack bench`: load-test a TF-Serving-compatible server on this machine over REST and gRPC.
+"""`tfstack bench`: load-test a TF-Serving-compatible server over REST and gRPC.
 
 Either starts the embedded server itself (`--model-base-path`, free loopback ports, optionally
-with batching) or targets a running one (`--rest URL --grpc TARGET`, loopback only). Writes
+with batching) or targets a running one (`--rest URL --grpc TARGET`; loopback unless
+`--allow-remote`). Load comes from wrk and h2load when installed (`--load-generator`). Writes
 bench.csv, bench.json, bench.md and bench.png into `--output-dir`.
 """
 
@@ -73,8 +74,16 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
 @click.option("--model-base-path", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Start the embedded server on this model repository (free loopback ports). Also the source of "
                    "assets.extra/sample_request.json and of the in-process baseline.")
-@click.option("--rest", default=None, help="REST URL of a running server on this machine, e.g. http://127.0.0.1:8501.")
-@click.option("--grpc", default=None, help="gRPC target of a running server on this machine, e.g. 127.0.0.1:8500.")
+@click.option("--rest", default=None, help="REST URL of a running server, e.g. http://127.0.0.1:8501.")
+@click.option("--grpc", default=None, help="gRPC target of a running server, e.g. 127.0.0.1:8500.")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow --rest/--grpc on another machine (default: loopback only, so load is never sent elsewhere "
+                   "by mistake).")
+@click.option("--load-generator", "load_generator", type=click.Choice(["auto", "c", "python"]), default="auto",
+              show_default=True,
+              help="Who sends the closed-loop load: c = wrk (REST) and h2load (gRPC), whose numbers are the server's; "
+                   "python = tfstack's asyncio workers; auto = the C tool of each protocol when installed and a "
+                   "--duration is used, else Python.")
 @click.option("--protocol", "protocols", default="grpc,rest", show_default=True, callback=_choice_list(("grpc", "rest")),
               help="Protocols to measure.")
 @click.option("--concurrency", "concurrencies", default=DEFAULT_CONCURRENCY, show_default=True, callback=_int_list,
@@ -102,7 +111,8 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Measure the in-process signature, the official stub and the tfstack client.")
 @click.option("--floor/--no-floor", default=True, show_default=True,
-              help="Measure the transport floor (gRPC health Check, REST /tfstack/ping) at each concurrency.")
+              help="Measure the empty request (model status: REST GET /v1/models/NAME, gRPC GetModelStatus) at each "
+                   "concurrency.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
               help="Per-request timeout in seconds.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -113,6 +123,7 @@ def bench(**options: Any) -> None:
     \b
     Examples:
       tfstack bench --model-name digits --model-base-path models/digits --duration 5
+      tfstack bench --model-name digits --model-base-path models/digits --concurrency 1,32 --batching off,on
       tfstack bench --model-name digits --rest http://127.0.0.1:8501 --grpc 127.0.0.1:8500 --rate 500
     """
     from rich.console import Console
@@ -122,11 +133,13 @@ def bench(**options: Any) -> None:
     console = Console()
     if not console.is_terminal:
         # Logs and pipes get the whole table instead of 80-column folding.
-        console = Console(width=200)
+        console = Console(width=120)
     try:
         plan = _plan(options)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
+    for note in plan["notes"]:
+        console.print(note, highlight=False)
     output_dir: Path = options["output_dir"] or Path("bench-results") / time.strftime("bench-%Y%m%dT%H%M%SZ", time.gmtime())
     output_dir.mkdir(parents=True, exist_ok=True)
     measurements: list[_bench.Measurement] = []
@@ -145,8 +158,11 @@ def bench(**options: Any) -> None:
 
     command = "tfstack bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tfstack bench"
     console.print(_bench.results_table(measurements, title=f"tfstack bench: {options['model_name']}"))
-    checks = _bench.evaluate_targets(measurements)
-    console.print(_bench.targets_table(checks))
+    lines = _bench.breakdown(measurements)
+    if lines:
+        console.print("[bold]Where a batch-1 Predict's time goes[/]")
+        for line in lines:
+            console.print(f"  {line}", highlight=False)
     for name, value in _bench.baseline_ratios(measurements).items():
         if value == value:  # NaN when a term was not measured in this run
             console.print(f"  {name}: {value:.2f}", highlight=False)
@@ -177,10 +193,11 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
     if options["model_base_path"] is not None and not options["model_base_path"].is_dir():
         raise ValueError(f"--model-base-path must be a directory of version directories. Received: {options['model_base_path']}")
     if options["rest"]:
-        _bench.require_loopback(options["rest"], what="--rest")
+        if not options["allow_remote"]:
+            _bench.require_loopback(options["rest"], what="--rest")
         if not options["rest"].startswith(("http://", "https://")):
             raise ValueError(f"--rest must be a URL like http://127.0.0.1:8501. Received: --rest={options['rest']!r}")
-    if options["grpc"]:
+    if options["grpc"] and not options["allow_remote"]:
         _bench.require_loopback(options["grpc"], what="--grpc")
     if external:
         missing = [p for p in options["protocols"] if not options[p]]
@@ -193,15 +210,43 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
     else:
         batching_modes = options["batching_modes"] or (("on",) if options["enable_batching"] else ("off",))
     processes = options["processes"] or os.cpu_count() or 1
+    generators, notes = _generators(options)
     summary = {
         "protocols": list(options["protocols"]), "concurrencies": list(options["concurrencies"]),
         "batch_sizes": list(options["batch_sizes"]), "rate": options["rate"], "batching": list(batching_modes),
-        "limits": dataclasses.asdict(limits), "processes": processes,
+        "limits": dataclasses.asdict(limits), "processes": processes, "generators": generators,
     }
     # Fail on impossible sweeps here, before a server starts.
     _bench.plan_scenarios(protocols=options["protocols"], concurrencies=options["concurrencies"],
-                          batch_sizes=options["batch_sizes"], rate=options["rate"])
-    return {"limits": limits, "batching_modes": batching_modes, "processes": processes, "summary": summary}
+                          batch_sizes=options["batch_sizes"], rate=options["rate"], generators=generators)
+    return {"limits": limits, "batching_modes": batching_modes, "processes": processes, "summary": summary,
+            "generators": generators, "notes": notes}
+
+
+def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """protocol -> load generator for the closed-loop runs, and lines to tell the user."""
+    from tfstack.serving.bench import _bench, _native as _bench_native
+
+    choice = options["load_generator"]
+    if choice == "python":
+        return {p: _bench.GENERATOR_PYTHON for p in options["protocols"]}, []
+    if options["requests"] is not None:
+        if choice == "c":
+            raise ValueError(f"wrk and h2load run for a --duration, not a number of requests. Received: "
+                             f"--load-generator c --requests {options['requests']}")
+        return ({p: _bench.GENERATOR_PYTHON for p in options["protocols"]},
+                ["Load from the Python generator: wrk and h2load run for a --duration, not --requests."])
+    generators, notes = {}, []
+    for protocol in options["protocols"]:
+        if _bench_native.find_tool(protocol) is not None:
+            generators[protocol] = _bench_native.TOOLS[protocol]
+        elif choice == "c":
+            raise ValueError(f"--load-generator c: {_bench_native.missing_tool_message(protocol)}")
+        else:
+            generators[protocol] = _bench.GENERATOR_PYTHON
+            notes.append(f"{_bench_native.missing_tool_message(protocol)}. {protocol.upper() if protocol == 'rest' else 'gRPC'} "
+                         "load comes from the Python generator, which shares the CPUs with the server.")
+    return generators, notes
 
 
 def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, rest_url: str | None,
@@ -241,7 +286,7 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     scenarios = _bench.plan_scenarios(
         protocols=options["protocols"], concurrencies=options["concurrencies"], batch_sizes=options["batch_sizes"],
         rate=options["rate"], floor=options["floor"], baselines=options["baselines"],
-        in_process=version_path is not None, batching=batching,
+        in_process=version_path is not None, batching=batching, generators=plan["generators"],
     )
     limits = plan["limits"]
     source = sample_path if sample_body is not None else "synthesized from metadata"

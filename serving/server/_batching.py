@@ -13,7 +13,6 @@ version may bring its own parameters (`--enable_per_model_batching_parameters`).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._threads import InferenceThreads
 
 if TYPE_CHECKING:
     from tfstack.serving.server._inference import Prepared
@@ -253,9 +253,7 @@ class BatchScheduler:
         self.params = params
         self._on_queued = on_queued
         self._on_batch = on_batch
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=params.num_batch_threads, thread_name_prefix=params.thread_pool_name
-        )
+        self._threads = InferenceThreads(params.num_batch_threads, name=params.thread_pool_name)
         self._queues: dict[Any, _Queue] = {}
         self._busy = 0
         self._round_robin: deque[Any] = deque()
@@ -269,7 +267,7 @@ class BatchScheduler:
                     if not task.future.done():
                         task.future.set_exception(StatusError(Code.UNAVAILABLE, "Batch scheduler is shutting down"))
         self._queues.clear()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.close(wait=False)
 
     async def submit(
         self,
@@ -401,7 +399,7 @@ class BatchScheduler:
             merged, padded = _merge(batch, queue.params, queue.names)
             if self._on_batch is not None:
                 self._on_batch(batch.size, padded)
-            future = loop.run_in_executor(self._executor, queue.run, merged)
+            future = self._threads.submit(queue.run, merged)
         except Exception as exc:  # the thread slot must come back whatever went wrong
             failed = loop.create_future()
             failed.set_exception(exc)

@@ -37,6 +37,7 @@ from tfstack.serving.server._inference import (
     run_prepared,
 )
 from tfstack.serving.server._servable import Servable
+from tfstack.serving.server._threads import InferenceThreads
 
 if TYPE_CHECKING:
     from tfstack.serving.server._batching import BatchingExecutor, BatchingParameters
@@ -113,7 +114,7 @@ class ServerCore:
             raise ValueError(f"inference_threads must be >= 1. Received: inference_threads={inference_threads}")
         workers = inference_threads or max(4, 2 * (os.cpu_count() or 1))
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfstack-inference")
-        self._direct = DirectExecutor(self._executor)
+        self._direct = DirectExecutor(InferenceThreads(workers))
         self._batching = batching
         self._on_inference = on_inference
         self._models: dict[str, _ModelRecord] = {}
@@ -341,25 +342,25 @@ class ServerCore:
                     logger.exception("Inference observer failed")
 
     def close(self) -> None:
-        """Stop the inference pool (waits for running calls)."""
+        """Stop the inference pools (waits for running calls)."""
+        self._direct.close()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 class DirectExecutor:
-    """Runs each prepared request alone: one Session call on a thread pool (no batching).
+    """Runs each prepared request alone: one Session call on an inference thread (no batching).
 
     A request whose `timeout` passes gets DEADLINE_EXCEEDED; its Session call, already started,
     finishes in the background and its result is dropped.
     """
 
-    def __init__(self, pool: concurrent.futures.Executor) -> None:
-        self._pool = pool
+    def __init__(self, threads: InferenceThreads) -> None:
+        self._threads = threads
 
     async def run(self, prepared: Prepared, timeout: float | None) -> Any:
         if timeout is not None and timeout <= 0:
             raise StatusError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, run_prepared, prepared)
+        future = self._threads.submit(run_prepared, prepared)
         if timeout is None:
             return await future
         # A timer on the future itself: cheaper per request than asyncio.wait_for's wrapper.
@@ -371,7 +372,7 @@ class DirectExecutor:
                 expired = True
                 future.cancel()  # the TF call keeps running; its result is dropped
 
-        timer = loop.call_later(timeout, expire)
+        timer = asyncio.get_running_loop().call_later(timeout, expire)
         try:
             return await future
         except asyncio.CancelledError as exc:
@@ -380,3 +381,6 @@ class DirectExecutor:
             raise
         finally:
             timer.cancel()
+
+    def close(self) -> None:
+        self._threads.close()

@@ -98,30 +98,30 @@ def prepare_predict(
     signature = servable.signature_defs.get(signature_name)
     if signature is None:
         raise StatusError(Code.FAILED_PRECONDITION, f"Serving signature key \"{signature_name}\" not found.")
-    request_names, signature_names = set(inputs), set(signature.inputs)
-    defaults = signature.defaults
-    if len(inputs) > len(signature.inputs) or (len(inputs) < len(signature.inputs) and not defaults):
+    plan = _predict_plan(servable, signature_name, signature)
+    request_names, signature_names = set(inputs), plan.input_set
+    count = len(plan.inputs)
+    if len(inputs) > count or (len(inputs) < count and not plan.has_defaults):
         raise StatusError(
             Code.INVALID_ARGUMENT,
-            f"input size does not match signature: {len(inputs)}!={len(signature.inputs)} "
+            f"input size does not match signature: {len(inputs)}!={count} "
             f"len({{{','.join(sorted(request_names))}}}) != len({{{','.join(sorted(signature_names))}}}). "
             f"Sent extra: {{{','.join(sorted(request_names - signature_names))}}}. "
             f"Missing but required: {{{','.join(sorted(signature_names - request_names))}}}.",
         )
     feeds: dict[str, np.ndarray] = {}
     # TF's saved_model::GetInputValues: each signature input from the request, else its default.
-    for alias in sorted(signature.inputs):
-        info = signature.inputs[alias]
+    for alias, name in plan.inputs.items():  # sorted by alias
         if alias in inputs:
-            feeds[info.name] = np.asarray(inputs[alias])
-        elif alias in defaults:
-            feeds[info.name] = _tensor_proto_to_array(defaults[alias])
+            feeds[name] = np.asarray(inputs[alias])
+        elif alias in signature.defaults:
+            feeds[name] = _tensor_proto_to_array(signature.defaults[alias])
         else:
             raise StatusError(
                 Code.INVALID_ARGUMENT,
-                f"Signature input alias: {alias}(feed name: {info.name}) not found in request and no default "
+                f"Signature input alias: {alias}(feed name: {name}) not found in request and no default "
                 f"value provided. Inputs expected to be in the request {{{','.join(sorted(request_names))}}}, "
-                f"or default input alias set: {','.join(sorted(defaults))}",
+                f"or default input alias set: {','.join(sorted(signature.defaults))}",
             )
     if request_names - signature_names:
         raise StatusError(
@@ -129,26 +129,62 @@ def prepare_predict(
             "Request inputs contain aliases not exist in the signature: "
             f"{','.join(sorted(request_names - signature_names))}",
         )
-    seen: set[str] = set()
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise StatusError(
-                Code.INVALID_ARGUMENT,
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                f"{{{','.join(sorted(signature.outputs))}}}.",
-            )
-        if alias in seen:
-            raise StatusError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
-        seen.add(alias)
-    aliases = list(output_filter) if output_filter else sorted(signature.outputs)
-    names = [signature.outputs[alias].name for alias in aliases]
+    if output_filter:
+        seen: set[str] = set()
+        for alias in output_filter:
+            if alias not in plan.outputs:
+                raise StatusError(
+                    Code.INVALID_ARGUMENT,
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                    f"{{{','.join(plan.outputs)}}}.",
+                )
+            if alias in seen:
+                raise StatusError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+        aliases = list(output_filter)
+        names = [plan.outputs[alias] for alias in aliases]
+        fetches = tuple(sorted(set(names)))
+    else:
+        aliases, names, fetches = plan.output_aliases, plan.output_names, plan.fetches
     feeds = _sorted_feeds(feeds)
     _check_feed_dtypes(servable, feeds)
 
     def finish(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {alias: outputs[name] for alias, name in zip(aliases, names)}
 
-    return Prepared(servable=servable, feeds=feeds, fetches=tuple(sorted(set(names))), finish=finish)
+    return Prepared(servable=servable, feeds=feeds, fetches=fetches, finish=finish)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _PredictPlan:
+    """What Predict reads from a SignatureDef, read once per version and signature.
+
+    Reading protobuf map entries (`signature.outputs[alias].name`) builds wrapper objects on every
+    access; on the event loop that was ~10% of a batched REST Predict's time.
+    """
+
+    inputs: dict[str, str]  # alias -> tensor name, sorted by alias
+    input_set: frozenset[str]
+    has_defaults: bool
+    outputs: dict[str, str]  # alias -> tensor name, sorted by alias
+    output_aliases: tuple[str, ...]
+    output_names: tuple[str, ...]
+    fetches: tuple[str, ...]  # sorted, unique
+
+
+def _predict_plan(servable: Servable, signature_name: str, signature: SignatureDef) -> _PredictPlan:
+    plans = servable.request_plans
+    plan = plans.get(("predict", signature_name))
+    if plan is None:
+        inputs = {alias: signature.inputs[alias].name for alias in sorted(signature.inputs)}
+        outputs = {alias: signature.outputs[alias].name for alias in sorted(signature.outputs)}
+        plan = _PredictPlan(
+            inputs=inputs, input_set=frozenset(inputs), has_defaults=bool(signature.defaults), outputs=outputs,
+            output_aliases=tuple(outputs), output_names=tuple(outputs.values()),
+            fetches=tuple(sorted(set(outputs.values()))),
+        )
+        plans[("predict", signature_name)] = plan  # a race only computes it twice
+    return plan
 
 
 # ------------------------------------------------------------------------- classify / regress

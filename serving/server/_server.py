@@ -76,6 +76,10 @@ def _bundle_options(options: ServerOptions) -> BundleOptions:
         mixed_precision=options.mixed_precision,
         prefer_tflite_model=options.prefer_tflite_model,
         num_tflite_pools=options.num_tflite_pools,
+        # The server's own one-thread default (no thread flag, no config file) runs graphs on the
+        # calling thread; flags given by the user keep TensorFlow's pools exactly.
+        run_in_caller_thread=not (options.tensorflow_session_parallelism or options.tensorflow_intra_op_parallelism
+                                  or options.tensorflow_inter_op_parallelism or options.tensorflow_session_config_file),
     )
 
 

@@ -15,6 +15,7 @@ No aiohttp here: the REST front end (`_rest.py`) only moves bytes.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import gc
@@ -1022,21 +1023,21 @@ _NON_FINITE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinit
 
 
 def _format_floats(arr: np.ndarray) -> list[str]:
-    """`format_float` over an array: "%.6g" for all, one vectorised round-trip check."""
+    """`format_float` over an array: "%.6g" for all, one round-trip check in C for the lot.
+
+    float32 values are rounded back through `array("f")` (a C cast, like numpy's astype and
+    TF's own float parsing), float64 ones compared as parsed; only the values that do not
+    round-trip are formatted again with 9 (float32) or 17 digits.
+    """
     is_f32 = arr.dtype == np.float32
-    flat = arr.reshape(-1)
-    values = flat.tolist()
-    if len(values) <= 8:  # numpy's per-call overhead dominates tiny outputs
-        return [format_float(v, is_float32=is_f32) for v in values]
+    values = arr.reshape(-1).tolist()
     texts = ["%.6g" % v for v in values]
-    back = np.array(texts, dtype=np.float64)
-    if is_f32:
-        back = back.astype(np.float32)
-    mismatched = np.flatnonzero(back != flat)  # NaN never equals itself: reformatted, then mapped
-    if mismatched.size:
-        long_fmt = "%.9g" if is_f32 else "%.17g"
-        for i in mismatched.tolist():
-            texts[i] = long_fmt % values[i]
+    parsed = map(float, texts)  # "nan"/"inf" parse too; NaN never round-trips, so it is reformatted
+    back = array.array("f", parsed) if is_f32 else parsed
+    long_fmt = "%.9g" if is_f32 else "%.17g"
+    for i, (b, v) in enumerate(zip(back, values)):
+        if b != v:
+            texts[i] = long_fmt % v
     return [
         t if ("." in t or "e" in t) else (_NON_FINITE[t] if "n" in t else t + ".0") for t in texts
     ]

@@ -212,3 +212,26 @@ def test_read_meta_graph_keeps_signature_defs_as_stored():
             k: v.SerializeToString(deterministic=True) for k, v in signatures.items()}
     finally:
         servable.retire()
+
+
+def test_only_the_servers_default_threads_run_graphs_on_the_calling_thread(tmp_path: Path):
+    # The server's own default (one inter-op thread, no flag) runs each call on the calling thread;
+    # a user's explicit --tensorflow_inter_op_parallelism=1 keeps TensorFlow's one-thread pool, as in
+    # TF Serving. Same answers either way.
+    path = build_half_plus_two_tf1(tmp_path / "hp" / "1")
+    explicit = session_config_from_flags(intra_op_parallelism=1, inter_op_parallelism=1)
+    servables = {
+        "default": load_servable("hp", 1, path),
+        "explicit flags": load_servable("hp", 1, path, options=BundleOptions(session_config=explicit)),
+        "server, no flags": load_servable("hp", 1, path, options=BundleOptions(session_config=session_config_from_flags(),
+                                                                              run_in_caller_thread=True)),
+    }
+    try:
+        inline = {name: s._runner._run_in_caller_thread for name, s in servables.items()}
+        assert inline == {"default": True, "explicit flags": False, "server, no flags": True}
+        answers = {name: _fetch(s, "serving_default", ("y",), {"x": np.array([[1.0], [4.0]], np.float32)})["y"].tolist()
+                   for name, s in servables.items()}
+        assert answers == {name: [[2.5], [4.0]] for name in servables}
+    finally:
+        for servable in servables.values():
+            servable.retire()

@@ -1,0 +1,408 @@
+"""C load generators for `tfstack bench`: wrk for REST, h2load (nghttp2) for gRPC.
+
+The Python load generator spends more CPU per request than the server's own request path, and on
+a small machine it shares the cores with the server, so its numbers are partly its own. wrk and
+h2load send a fixed, pre-built request from one native thread each, which leaves the server
+nearly all the CPU: their numbers are the server's.
+
+- REST: `wrk` with a generated Lua script that sets the method, body and headers and, when the
+  run ends, prints the request count, error counts and latency percentiles from wrk's own
+  histogram as one JSON line.
+- gRPC: `h2load` POSTs a pre-built request file (the serialized message in gRPC's 5-byte
+  length-prefixed frame) with `content-type: application/grpc` and `te: trailers`, one stream per
+  connection, and writes every request's latency to a log file (h2load prints only min/mean/max).
+  h2load does not read gRPC trailers, so a failed RPC (HTTP 200 with `grpc-status` != 0 and no
+  message) is recognised by its size: the bench knows how many response bytes a good answer has.
+
+Both are closed loop: `concurrency` connections, each sending its next request when the answer
+arrives, for a duration (whole seconds for wrk). Before each run the parent sends `warmup`
+requests itself and checks that they succeed, so a wrong request fails with the server's error
+text instead of as a run of errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from tfstack.serving._errors import ServerError
+
+__all__ = [
+    "TOOLS",
+    "NativeRequest",
+    "NativeResult",
+    "NativeToolError",
+    "find_tool",
+    "missing_tool_message",
+    "grpc_frame",
+    "run_wrk",
+    "run_h2load",
+    "wrk_script",
+    "parse_wrk_output",
+    "parse_h2load_output",
+]
+
+# protocol -> the C load generator that drives it
+TOOLS: Mapping[str, str] = {"rest": "wrk", "grpc": "h2load"}
+# tool -> the Debian/Ubuntu package that installs it
+PACKAGES: Mapping[str, str] = {"wrk": "wrk", "h2load": "nghttp2-client"}
+_WRK_MARKER = "TFSTACK_WRK "
+_PERCENTILES = (50, 90, 95, 99)
+
+
+class NativeToolError(ServerError):
+    """A C load generator is missing, failed, or printed something the bench cannot read."""
+
+
+def find_tool(protocol: str) -> str | None:
+    """The path of the C load generator for `protocol` ("rest" or "grpc"), or None when not installed."""
+    if protocol not in TOOLS:
+        raise ValueError(f"No C load generator for protocol {protocol!r}. Expected one of {sorted(TOOLS)}.")
+    return shutil.which(TOOLS[protocol])
+
+
+def missing_tool_message(protocol: str) -> str:
+    """One line naming the missing tool and the package that installs it."""
+    tool = TOOLS[protocol]
+    return (f"{tool} (the C load generator for {'REST' if protocol == 'rest' else 'gRPC'}) is not installed: "
+            f"not found on PATH. On Debian/Ubuntu: apt-get install {PACKAGES[tool]}")
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """A gRPC length-prefixed message: flag 0 (uncompressed), 4-byte big-endian length, the message."""
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NativeRequest:
+    """The one request a C load generator repeats.
+
+    Attributes:
+        url: full URL, e.g. http://127.0.0.1:8501/v1/models/digits:predict or
+            http://127.0.0.1:8500/tensorflow.serving.PredictionService/Predict.
+        method: "GET" or "POST".
+        body: the request body (for gRPC: the framed message, see `grpc_frame`).
+        headers: extra request headers.
+        response_bytes: gRPC only: the DATA bytes of one successful answer (frame included), so
+            failed RPCs can be counted; None for REST (wrk sees the HTTP status).
+    """
+
+    url: str
+    method: str = "GET"
+    body: bytes = b""
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    response_bytes: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NativeResult:
+    """What one C load generator run measured. Latencies in milliseconds."""
+
+    requests: int  # successful
+    errors: int
+    elapsed_s: float
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    max_ms: float
+    command: tuple[str, ...]
+
+    @property
+    def throughput_rps(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+# ------------------------------------------------------------------------------------------ wrk
+
+
+def _lua_string(text: str) -> str:
+    """`text` as a Lua long-bracket literal (no escapes needed)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def wrk_script(request: NativeRequest, body_path: Path) -> str:
+    """The Lua script wrk runs: set the request, report percentiles as one JSON line at the end.
+
+    The body is read from `body_path` (bytes, no quoting issues); `done` runs once with every
+    thread's statistics merged. wrk's latencies are in microseconds.
+    """
+    header_lines = "\n".join(f"  wrk.headers[ {_lua_string(k)} ] = {_lua_string(v)}" for k, v in request.headers.items())
+    percentiles = ", ".join(f'"p{p}_us":%d' for p in _PERCENTILES)
+    values = ", ".join(f"latency:percentile({p})" for p in _PERCENTILES)
+    return f"""-- generated by tfstack bench
+init = function(args)
+  wrk.method = {_lua_string(request.method)}
+  local source = io.open({_lua_string(str(body_path))}, "rb")
+  local body = source:read("*a")
+  source:close()
+  if #body > 0 then wrk.body = body end
+{header_lines}
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{_WRK_MARKER}{{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
+    .. '"status":%d,"timeout":%d,"mean_us":%f,"max_us":%d,{percentiles}}}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency.mean, latency.max, {values}))
+end
+"""
+
+
+def parse_wrk_output(stdout: str, command: tuple[str, ...] = ()) -> NativeResult:
+    """Read the JSON line the script's `done` printed.
+
+    wrk counts every answer in `requests` (HTTP errors included, as `status` errors) and socket
+    errors separately; its latency percentiles cover every answer.
+    """
+    line = next((line for line in stdout.splitlines() if line.startswith(_WRK_MARKER)), None)
+    if line is None:
+        raise NativeToolError(f"wrk printed no summary. Its output was: {stdout[-500:]!r}")
+    data = json.loads(line[len(_WRK_MARKER):])
+    socket_errors = data["connect"] + data["read"] + data["write"] + data["timeout"]
+    ok = data["requests"] - data["status"]
+    answered = data["requests"] > 0
+    return NativeResult(
+        requests=ok,
+        errors=data["status"] + socket_errors,
+        elapsed_s=data["duration_us"] / 1e6,
+        mean_ms=data["mean_us"] / 1e3 if answered else math.nan,
+        max_ms=data["max_us"] / 1e3 if answered else math.nan,
+        command=command,
+        **{f"p{p}_ms": data[f"p{p}_us"] / 1e3 if answered else math.nan for p in _PERCENTILES},
+    )
+
+
+def run_wrk(request: NativeRequest, *, concurrency: int, duration: float, timeout: float,
+            workdir: Path | None = None) -> NativeResult:
+    """Closed-loop REST load from wrk: `concurrency` connections on one thread for `duration` s.
+
+    wrk takes whole seconds: the duration is rounded up to at least 1 s.
+
+    Raises:
+        NativeToolError: wrk is not installed, failed, or printed no summary.
+    """
+    tool = find_tool("rest")
+    if tool is None:
+        raise NativeToolError(missing_tool_message("rest"))
+    with _workdir(workdir) as directory:
+        body_path = directory / "wrk-body.bin"
+        body_path.write_bytes(request.body)
+        script_path = directory / "wrk-script.lua"
+        script_path.write_text(wrk_script(request, body_path), encoding="utf-8")
+        command = (tool, "--threads", "1", "--connections", str(concurrency), "--duration", f"{max(1, math.ceil(duration))}s",
+                   "--timeout", f"{max(1, math.ceil(timeout))}s", "--script", str(script_path), request.url)
+        completed = _run(command, limit=duration + timeout + 30)
+        return parse_wrk_output(completed.stdout, command)
+
+
+# ---------------------------------------------------------------------------------------- h2load
+
+
+_FINISHED = re.compile(r"finished in ([0-9.]+)(us|ms|s)\b")
+_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, "
+                       r"(\d+) timeout")
+_TRAFFIC_DATA = re.compile(r"traffic: .*?, [0-9.]+\w* \((\d+)\) data")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_h2load_output(stdout: str, log_lines: list[str], *, response_bytes: int | None,
+                        command: tuple[str, ...] = ()) -> NativeResult:
+    """h2load's summary (duration, counts, DATA bytes) and per-request log (status, microseconds).
+
+    A gRPC failure is HTTP 200 without a message: when `response_bytes` is known, the number of
+    good answers is at most the DATA bytes received divided by it.
+    """
+    finished = _FINISHED.search(stdout)
+    counts = _REQUESTS.search(stdout)
+    if finished is None or counts is None:
+        raise NativeToolError(f"h2load printed no summary. Its output was: {stdout[-500:]!r}")
+    elapsed = float(finished.group(1)) * _UNITS[finished.group(2)]
+    latencies_us = []
+    failed = 0
+    for line in log_lines:
+        parts = line.split("\t")
+        if len(parts) < 3:
+            continue
+        if parts[1] == "200":
+            latencies_us.append(int(parts[2]))
+        else:
+            failed += 1
+    ok = len(latencies_us)
+    if response_bytes:
+        traffic = _TRAFFIC_DATA.search(stdout)
+        if traffic is not None:
+            whole = int(traffic.group(1)) // response_bytes
+            if whole < ok:  # some 200s carried no message: gRPC errors
+                failed += ok - whole
+                ok = whole
+    ms = np.asarray(latencies_us, dtype=np.float64) / 1e3
+    p = {f"p{q}_ms": float(np.percentile(ms, q)) if ms.size else math.nan for q in _PERCENTILES}
+    return NativeResult(
+        requests=ok,
+        errors=failed,
+        elapsed_s=elapsed,
+        mean_ms=float(ms.mean()) if ms.size else math.nan,
+        max_ms=float(ms.max()) if ms.size else math.nan,
+        command=command,
+        **p,
+    )
+
+
+def run_h2load(request: NativeRequest, *, concurrency: int, duration: float, timeout: float,
+               workdir: Path | None = None) -> NativeResult:
+    """Closed-loop gRPC (HTTP/2) load from h2load: `concurrency` connections, one stream each.
+
+    Raises:
+        NativeToolError: h2load is not installed, failed, or printed no summary.
+    """
+    tool = find_tool("grpc")
+    if tool is None:
+        raise NativeToolError(missing_tool_message("grpc"))
+    with _workdir(workdir) as directory:
+        body_path = directory / "h2load-body.bin"
+        body_path.write_bytes(request.body)
+        log_path = directory / "h2load-log.tsv"
+        log_path.unlink(missing_ok=True)
+        command = [tool, "--threads", "1", "--clients", str(concurrency), "--max-concurrent-streams", "1",
+                   "--duration", f"{max(1, round(duration * 1000))}ms", "--log-file", str(log_path)]
+        if request.method == "POST":
+            command += ["--data", str(body_path)]
+        for key, value in request.headers.items():
+            command += ["--header", f"{key}: {value}"]
+        command.append(request.url)
+        completed = _run(tuple(command), limit=duration + timeout + 30)
+        lines = log_path.read_text(encoding="utf-8").splitlines() if log_path.exists() else []
+        return parse_h2load_output(completed.stdout, lines, response_bytes=request.response_bytes, command=tuple(command))
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+PREDICT_PATH = "/tensorflow.serving.PredictionService/Predict"
+MODEL_STATUS_PATH = "/tensorflow.serving.ModelService/GetModelStatus"
+GRPC_HEADERS: Mapping[str, str] = {"content-type": "application/grpc", "te": "trailers"}
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json"}
+
+
+def rest_predict_request(rest_url: str, model_name: str, body: bytes) -> NativeRequest:
+    """POST /v1/models/<name>:predict with a JSON body."""
+    return NativeRequest(url=f"{rest_url.rstrip('/')}/v1/models/{model_name}:predict", method="POST", body=body,
+                         headers=JSON_HEADERS)
+
+
+def rest_status_request(rest_url: str, model_name: str) -> NativeRequest:
+    """GET /v1/models/<name>: the empty request (model status, no tensor work)."""
+    return NativeRequest(url=f"{rest_url.rstrip('/')}/v1/models/{model_name}")
+
+
+def _grpc_url(grpc_target: str, path: str) -> str:
+    return f"http://{grpc_target}{path}"
+
+
+def grpc_predict_request(grpc_target: str, predict_request: bytes) -> NativeRequest:
+    """PredictionService/Predict with a serialized PredictRequest."""
+    return NativeRequest(url=_grpc_url(grpc_target, PREDICT_PATH), method="POST", body=grpc_frame(predict_request),
+                         headers=GRPC_HEADERS)
+
+
+def grpc_status_request(grpc_target: str, model_name: str) -> NativeRequest:
+    """ModelService/GetModelStatus: the empty request over gRPC (no tensor work)."""
+    from tfstack.client._proto import tfstack_serving_pb2 as pb
+
+    message = pb.GetModelStatusRequest()
+    message.model_spec.name = model_name
+    return NativeRequest(url=_grpc_url(grpc_target, MODEL_STATUS_PATH), method="POST",
+                         body=grpc_frame(message.SerializeToString()), headers=GRPC_HEADERS)
+
+
+def check_and_warm_up(request: NativeRequest, *, count: int, timeout: float) -> NativeRequest:
+    """Send `request` `count` times (at least once) from Python and check every answer.
+
+    Returns the request with `response_bytes` set for gRPC (the size of a good answer).
+
+    Raises:
+        NativeToolError: the server refused the request, with its status and text.
+    """
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(request.url)
+    if request.headers.get("content-type") == "application/grpc":
+        import grpc
+
+        with grpc.insecure_channel(parts.netloc) as channel:
+            method = channel.unary_unary(parts.path)
+            answer = b""
+            for _ in range(max(1, count)):
+                try:
+                    answer = method(request.body[5:], timeout=timeout)
+                except grpc.RpcError as exc:
+                    raise NativeToolError(f"{parts.path} was refused: {exc.code().name}: {exc.details()}") from exc
+        return dataclasses.replace(request, response_bytes=5 + len(answer))
+    import http.client
+
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        for _ in range(max(1, count)):
+            connection.request(request.method, parts.path, body=request.body or None, headers=dict(request.headers))
+            response = connection.getresponse()
+            text = response.read()
+            if response.status != 200:
+                raise NativeToolError(f"{request.method} {parts.path} answered HTTP {response.status}: "
+                                      f"{text[:300].decode('utf-8', 'replace')}")
+    except OSError as exc:
+        raise NativeToolError(f"{request.method} {request.url} failed: {exc}") from exc
+    finally:
+        connection.close()
+    return request
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+class _workdir:
+    """`path` if given (kept), else a temporary directory removed afterwards."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._temporary: tempfile.TemporaryDirectory | None = None
+
+    def __enter__(self) -> Path:
+        if self._path is not None:
+            self._path.mkdir(parents=True, exist_ok=True)
+            return self._path
+        self._temporary = tempfile.TemporaryDirectory(prefix="tfstack-bench-")
+        return Path(self._temporary.name)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._temporary is not None:
+            self._temporary.cleanup()
+
+
+def _run(command: tuple[str, ...], *, limit: float) -> subprocess.CompletedProcess:
+    try:
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=limit,
+                                   env={**os.environ, "LC_ALL": "C"})
+    except subprocess.TimeoutExpired as exc:
+        raise NativeToolError(f"{Path(command[0]).name} did not finish within {limit:.0f} s: {' '.join(command)}") from exc
+    except OSError as exc:
+        raise NativeToolError(f"Could not run {command[0]}: {exc}") from exc
+    if completed.returncode != 0:
+        raise NativeToolError(f"{Path(command[0]).name} failed (exit {completed.returncode}): "
+                              f"{(completed.stderr or completed.stdout).strip()[-500:]}")
+    return completed
