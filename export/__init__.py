@@ -31,6 +31,7 @@ from export._errors import (
 )
 from export._check import CheckReport, SignatureCheck, check_saved_model
 from export._external import export_model
+from export._profile import build_profile, read_profile
 from export._repository import ModelRepository, publish
 from export._spec import ExportSpec, FeatureSpec, PublishedVersion
 
@@ -47,7 +48,9 @@ __all__ = [
     "VerificationError",
     "VersionExistsError",
     "VersionNotFoundError",
+    "build_profile",
     "check_saved_model",
     "export_model",
     "publish",
+    "read_profile",
 ]

@@ -99,6 +99,10 @@ class ExportSpec:
         history: Keras `History.history` (metric -> per-epoch values) for the training-curve plot.
         confusion_matrix: classification: counts [C][C], rows = true class.
         parent_version: the version this one was fine-tuned from, if any.
+        data_profile: the training data's profile (`export.build_profile`), written to
+            `assets.extra/data_profile.json` for `tfstack models show` and `tfstack monitor`.
+        lineage: where the training rows came from when they were not a dataset, e.g. logged
+            requests (`{"logs": ..., "labels": ...}`); recorded in the manifest.
     """
 
     model_name: str
@@ -113,6 +117,8 @@ class ExportSpec:
     history: Mapping[str, Sequence[float]] = field(default_factory=dict)
     confusion_matrix: Sequence[Sequence[int]] | None = None
     parent_version: int | None = None
+    data_profile: Mapping[str, Any] | None = None
+    lineage: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_model_name(self.model_name)
@@ -127,8 +133,10 @@ class ExportSpec:
         object.__setattr__(self, "features", features)
         object.__setattr__(self, "class_names", self._check_class_names(self.class_names))
         object.__setattr__(self, "sample_inputs", self._check_sample_inputs(self.sample_inputs, features))
-        for name in ("metrics", "training_config", "dataset", "history"):
+        for name in ("metrics", "training_config", "dataset", "history", "data_profile", "lineage"):
             value = getattr(self, name)
+            if value is None and name in ("data_profile", "lineage"):
+                continue
             if not isinstance(value, Mapping):
                 raise TypeError(f"{name} must be a mapping. Received: {name}={type(value).__name__}")
             # Fail now, not after the SavedModel is written: these go into manifest.json.

@@ -40,8 +40,29 @@ class TrainResult:
     is_chief: bool = True
     worker_index: int = 0
     workers: int = 1
+    # The chief's model outputs on the test split (for the data profile's prediction distribution).
+    test_predictions: Any = None
 
-    def export_spec(self, *, parent_version: int | None = None):
+    def data_profile(self) -> dict[str, Any]:
+        """The training split's data profile, with the test split's label and prediction distributions."""
+        import export
+
+        return export.build_profile(
+            self._feature_specs(),
+            self.dataset.train.inputs,
+            task=self.dataset.task,
+            class_names=tuple(str(c) for c in self.dataset.class_names),
+            source="training split",
+            labels=self.dataset.test.labels,
+            predictions=self.test_predictions,
+        )
+
+    def _feature_specs(self):
+        import export
+
+        return tuple(export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features)
+
+    def export_spec(self, *, parent_version: int | None = None, lineage: dict[str, Any] | None = None):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
 
         Raises:
@@ -60,9 +81,7 @@ class TrainResult:
             model_name=self.model_name,
             task=self.dataset.task,
             keras_model=self.model,
-            features=tuple(
-                export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features
-            ),
+            features=self._feature_specs(),
             class_names=tuple(str(c) for c in self.dataset.class_names),
             sample_inputs={k: np.asarray(v[:SAMPLE_ROWS]) for k, v in self.dataset.test.inputs.items()},
             metrics=self.metrics,
@@ -71,6 +90,8 @@ class TrainResult:
             history=self.history,
             confusion_matrix=self.confusion_matrix,
             parent_version=parent_version,
+            data_profile=self.data_profile(),
+            lineage=lineage,
         )
 
 
@@ -212,6 +233,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         is_chief=role.is_chief,
         worker_index=role.index,
         workers=role.count,
+        test_predictions=predictions,
     )
     if role.is_chief:
         _write_run_summary(result)
