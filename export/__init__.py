@@ -31,6 +31,7 @@ from export._errors import (
 )
 from export._check import CheckReport, SignatureCheck, check_saved_model
 from export._external import export_model
+from export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
 from export._profile import build_profile, read_profile
 from export._repository import ModelRepository, publish
 from export._spec import ExportSpec, FeatureSpec, PublishedVersion
@@ -40,6 +41,7 @@ __all__ = [
     "CorruptVersionError",
     "ExportError",
     "ExportSpec",
+    "LoggedRequest",
     "FeatureSpec",
     "ModelRepository",
     "PublishedVersion",
@@ -51,6 +53,10 @@ __all__ = [
     "build_profile",
     "check_saved_model",
     "export_model",
+    "file_fingerprint",
+    "log_range",
     "publish",
+    "read_prediction_logs",
     "read_profile",
+    "request_inputs",
 ]

@@ -36,6 +36,7 @@ def export_model(
     sample: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     version: int | None = None,
     tags: Sequence[str] = ("serve",),
+    warmup_from: Sequence[str | os.PathLike[str]] = (),
 ) -> PublishedVersion:
     """Publish your own model as a new version of `model_name` under `base_path`, TF Serving-ready.
 
@@ -54,6 +55,8 @@ def export_model(
             Keras models: 2 rows of zeros; for a SavedModel: keep its own warmup records, if any.
         version: an explicit version number; default max(existing)+1.
         tags: SavedModel sources: the MetaGraph tags TF Serving will load.
+        warmup_from: request logs (files, directories or logging_config prefixes); up to 100 of
+            their requests join the warmup records.
 
     Returns:
         The PublishedVersion.
@@ -91,12 +94,17 @@ def export_model(
         return repository.publish_saved_model(
             source, model_name, version=version, sample_inputs=sample_inputs, tags=tuple(tags),
             manifest_updates={"published_from": str(source.absolute())}, data_profile=data_profile,
+            warmup_from=tuple(str(p) for p in warmup_from),
         )
     keras_model, source_text = _load_keras(model)
     spec = keras_export_spec(
         keras_model, model_name=model_name, inputs=inputs, class_names=class_names, task=task, sample=sample,
         source=source_text,
     )
+    if warmup_from:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, warmup_from=tuple(str(p) for p in warmup_from))
     return repository.publish(spec, version=version)
 
 

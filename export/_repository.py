@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,7 @@ class ModelRepository:
         sample_inputs: Mapping[str, np.ndarray] | None = None,
         tags: tuple[str, ...] = ("serve",),
         data_profile: Mapping[str, Any] | None = None,
+        warmup_from: Sequence[str] = (),
     ) -> PublishedVersion:
         """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
 
@@ -178,6 +179,7 @@ class ModelRepository:
             tags: the MetaGraph tags TF Serving will load (--saved_model_tags).
             data_profile: the sample's data profile (`build_profile`), written to
                 `assets.extra/data_profile.json` (replacing the source's).
+            warmup_from: request logs whose requests (at most 100) are added to the warmup records.
 
         Raises:
             RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
@@ -194,7 +196,7 @@ class ModelRepository:
         return self._publish(
             model_name, version,
             lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags),
-                                        data_profile=data_profile),
+                                        data_profile=data_profile, warmup_from=tuple(warmup_from)),
         )
 
     def _publish(
@@ -455,6 +457,7 @@ def _stage_copy(
     sample_inputs: Mapping[str, np.ndarray] | None = None,
     tags: tuple[str, ...] = ("serve",),
     data_profile: Mapping[str, Any] | None = None,
+    warmup_from: tuple[str, ...] = (),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
     """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
     from export import _manifest, _profile, _signatures, _warmup
@@ -463,12 +466,18 @@ def _stage_copy(
         shutil.copytree(source, staging, dirs_exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"Cannot copy {source} into {staging}: {exc}") from exc
-    if sample_inputs is not None:
-        assets = staging / ASSETS_EXTRA
+    assets = staging / ASSETS_EXTRA
+    if sample_inputs is not None or warmup_from:
         assets.mkdir(exist_ok=True)
-        inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
-        _warmup.write_warmup_logs(_warmup.predict_warmup_logs(model_name, inputs), assets / _warmup.WARMUP_FILE)
-        _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+        records = []
+        if sample_inputs is not None:
+            inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
+            records = _warmup.predict_warmup_logs(model_name, inputs)
+            _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+        elif (assets / _warmup.WARMUP_FILE).is_file():
+            records = _warmup.read_warmup_logs(assets / _warmup.WARMUP_FILE)
+        records += _warmup.logged_warmup_logs(warmup_from, model_name)
+        _warmup.write_warmup_logs(records, assets / _warmup.WARMUP_FILE)
     if data_profile is not None:
         (staging / ASSETS_EXTRA).mkdir(exist_ok=True)
         _profile.write_profile(data_profile, staging / ASSETS_EXTRA / _profile.PROFILE_FILE)

@@ -103,6 +103,8 @@ class ExportSpec:
             `assets.extra/data_profile.json` for `tfstack models show` and `tfstack monitor`.
         lineage: where the training rows came from when they were not a dataset, e.g. logged
             requests (`{"logs": ..., "labels": ...}`); recorded in the manifest.
+        warmup_from: request logs (files, directories or logging_config prefixes) whose requests
+            join the warmup records (at most 100 of them, spread over the logs).
     """
 
     model_name: str
@@ -119,6 +121,7 @@ class ExportSpec:
     parent_version: int | None = None
     data_profile: Mapping[str, Any] | None = None
     lineage: Mapping[str, Any] | None = None
+    warmup_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_model_name(self.model_name)
@@ -159,6 +162,9 @@ class ExportSpec:
                 )
         if self.parent_version is not None:
             check_version(self.parent_version, name="parent_version")
+        if isinstance(self.warmup_from, (str, bytes)) or not all(isinstance(p, (str, Path)) for p in self.warmup_from):
+            raise TypeError(f"warmup_from must be a tuple of paths. Received: warmup_from={self.warmup_from!r}")
+        object.__setattr__(self, "warmup_from", tuple(str(p) for p in self.warmup_from))
 
     @staticmethod
     def _check_features(features: object) -> tuple[FeatureSpec, ...]:

@@ -42,6 +42,10 @@ class TrainResult:
     workers: int = 1
     # The chief's model outputs on the test split (for the data profile's prediction distribution).
     test_predictions: Any = None
+    # Training from logs: where the added rows came from (recorded in the manifest), and the
+    # version that served them.
+    lineage: dict[str, Any] | None = None
+    logged_parent_version: int | None = None
 
     def data_profile(self) -> dict[str, Any]:
         """The training split's data profile, with the test split's label and prediction distributions."""
@@ -62,7 +66,7 @@ class TrainResult:
 
         return tuple(export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features)
 
-    def export_spec(self, *, parent_version: int | None = None, lineage: dict[str, Any] | None = None):
+    def export_spec(self, *, parent_version: int | None = None, warmup_from: tuple[str, ...] = ()):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
 
         Raises:
@@ -89,9 +93,10 @@ class TrainResult:
             dataset=self.dataset.info(),
             history=self.history,
             confusion_matrix=self.confusion_matrix,
-            parent_version=parent_version,
+            parent_version=parent_version if parent_version is not None else self.logged_parent_version,
             data_profile=self.data_profile(),
-            lineage=lineage,
+            lineage=self.lineage,
+            warmup_from=tuple(warmup_from),
         )
 
 
@@ -121,6 +126,14 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         raise TypeError(f"`config` must be a TrainConfig. Received: config={config!r}")
     requested = config
     dataset = load_dataset(config)
+    lineage = logged_parent = None
+    if config.from_logs:
+        from training._datasets import dataset_name
+        from training._feedback import add_logged_rows
+
+        dataset, lineage, logged_parent = add_logged_rows(
+            dataset, config.from_logs, config.labels, model_name=config.model_name or dataset_name(config)
+        )
     model_kind, hidden = resolve_model(config.model, config.hidden, dataset)
     config = dataclasses.replace(
         config,
@@ -234,6 +247,8 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         worker_index=role.index,
         workers=role.count,
         test_predictions=predictions,
+        lineage=lineage,
+        logged_parent_version=logged_parent,
     )
     if role.is_chief:
         _write_run_summary(result)
