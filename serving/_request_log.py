@@ -204,7 +204,9 @@ class RequestLogger:
         saved_model_tags: tuple[str, ...] = ("serve",),
         on_logged: LoggedObserver | None = None,
         on_dropped: DroppedObserver | None = None,
+        start: bool = True,
     ) -> None:
+        """`start=False` leaves the writer thread to `start()` (a test can fill the queue first)."""
         self.config = config
         self.sampling_rate = float(config.sampling_config.sampling_rate)
         self._tags = saved_model_tags
@@ -218,6 +220,11 @@ class RequestLogger:
         self.dropped = 0
         self.written = 0
         self._thread = threading.Thread(target=self._run, name="tfstack-request-log", daemon=True)
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the writer thread."""
         self._thread.start()
 
     def submit(self, entry: tuple) -> None:
@@ -267,7 +274,10 @@ class RequestLogger:
         """Write what is queued, close the file and stop the thread."""
         self._closing = True
         self._wakeup.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        else:
+            self._writer.close()
 
 
 # ---------------------------------------------------------------------------- the server's loggers
