@@ -62,15 +62,15 @@ def digits(tmp_path_factory: pytest.TempPathFactory):
     from training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("loop")
-    result = train(TrainConfig(model="mlp", hidden=(32,), epochs=15, run_dir=str(root / "run")), progress=False)
+    result = train(TrainConfig(model="mlp", hidden=(32,), epochs=10, run_dir=str(root / "run")), progress=False)
     export.publish(result.export_spec(), root / "models")
     test = result.dataset.test
     return root, test.inputs["pixels"][:250].astype(np.float32), test.labels[:250]
 
 
-def _predict_rest(url: str, pixels: np.ndarray, request_id: str) -> None:
-    response = httpx.post(f"{url}/v1/models/digits:predict", json={"instances": [{"pixels": pixels.tolist()}]},
-                          headers={"X-Request-ID": request_id}, timeout=30)
+def _predict_rest(client: httpx.Client, url: str, pixels: np.ndarray, request_id: str) -> None:
+    response = client.post(f"{url}/v1/models/digits:predict", json={"instances": [{"pixels": pixels.tolist()}]},
+                           headers={"X-Request-ID": request_id})
     assert response.status_code == 200, response.text
     assert response.headers["X-Request-ID"] == request_id
 
@@ -95,8 +95,9 @@ def logged(digits):
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }\n')
     rng = np.random.default_rng(0)
     with start_server(root / "server", f"--model_config_file={config}", f"--monitoring_config_file={monitoring}") as server:
-        for i, image in enumerate(pixels):
-            _predict_rest(server.rest_url, image, f"clean-{i}")
+        with httpx.Client(timeout=30) as client:
+            for i, image in enumerate(pixels):
+                _predict_rest(client, server.rest_url, image, f"clean-{i}")
         reload = model_management_pb2.ReloadConfigRequest()
         from google.protobuf import text_format
 
