@@ -246,8 +246,11 @@ class RequestLogger:
             while self._pending:
                 batch.append(self._pending.popleft())
             if batch:
-                self._write(batch)
-            elif self._closing:
+                try:
+                    self._write(batch)
+                except Exception:  # keep the writer alive: the next batch may well succeed
+                    logger.exception("Request log writer failed on a batch of %d records", len(batch))
+            if self._closing and not self._pending:
                 self._writer.close()
                 return
 
@@ -328,7 +331,8 @@ class ServerRequestLogger:
             retired = [lg for key, lg in self._by_config.items() if key not in by_config]
             self._by_model, self._by_config = by_model, by_config
         for old in retired:
-            old.close()
+            # Called on the event loop (config reloads): flush and close the old files off it.
+            threading.Thread(target=old.close, name="tfstack-request-log-close", daemon=True).start()
 
     def log(self, api: str, servable, args: tuple, result: Any) -> None:
         """Sample and queue one answered request; never raises, never blocks."""
