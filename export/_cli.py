@@ -370,6 +370,8 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
 @_BASE_PATH
 @click.option("--thresholds", "thresholds_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help='JSON file of thresholds, e.g. {"psi": 0.25, "features": {"pixels": {"psi": 0.3}}}.')
+@click.option("--window", default=None, metavar="DURATION",
+              help="Only requests logged in the last DURATION, e.g. 30m, 6h, 7d (by log_metadata.timestamp_secs).")
 @click.option("--skew-version", type=click.IntRange(min=1), default=None,
               help="Also run the logged inputs through this version and report how many rows it answers differently.")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Write the JSON report here ('-': stdout).")
@@ -379,7 +381,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
 @click.option("--interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="With --metrics-port: seconds between checks.")
 def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None, base_path: str,
-                    thresholds_file: str | None, skew_version: int | None, json_path: str | None,
+                    thresholds_file: str | None, window: str | None, skew_version: int | None, json_path: str | None,
                     plots_dir: str | None, metrics_port: int | None, interval: float) -> None:
     """Compare logged requests with a version's data profile: drift per feature, prediction drift, skew.
 
@@ -396,10 +398,11 @@ def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None,
         thresholds = read_thresholds(thresholds_file) if thresholds_file else Thresholds()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--thresholds") from exc
+    seconds = _duration_seconds(window) if window is not None else None
     repo = ModelRepository(base_path)
 
     def check() -> dict[str, Any]:
-        return _monitor_once(repo, logs, model_name, version, thresholds, skew_version)
+        return _monitor_once(repo, logs, model_name, version, thresholds, skew_version, seconds)
 
     report = check()
     _print_monitor(report)
@@ -421,8 +424,15 @@ def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None,
     raise SystemExit(1 if report["drifted"] else 0)
 
 
+def _duration_seconds(text: str) -> float:
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd])", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"expected a duration like 30m, 6h or 7d. Received: {text!r}", param_hint="--window")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
 def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str, version: int | None,
-                  thresholds: Any, skew_version: int | None) -> dict[str, Any]:
+                  thresholds: Any, skew_version: int | None, window_seconds: float | None = None) -> dict[str, Any]:
     from collections import Counter
 
     from export._monitor import monitor, version_skew
@@ -435,6 +445,15 @@ def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str,
         raise click.BadParameter(str(exc), param_hint="LOGS") from exc
     if not records:
         raise click.ClickException(f"The logs hold no request for model {model_name!r}.")
+    if window_seconds is not None:
+        import time
+
+        since = time.time() - window_seconds
+        records = [r for r in records if r.timestamp >= since]
+        if not records:
+            raise click.ClickException(
+                f"The logs hold no request for model {model_name!r} in the last {window_seconds:g} seconds."
+            )
     with _errors():
         if version is None:
             served = Counter(r.version for r in records if r.version is not None)

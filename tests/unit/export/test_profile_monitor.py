@@ -197,3 +197,10 @@ def test_monitor_cli_exit_codes_json_and_plots(tmp_path: Path, monkeypatch):
     assert bad.exit_code == 2 and "no log files found" in bad.output
     other = runner.invoke(monitor_command, [str(clean), "--model-name", "other", "--base-path", str(tmp_path / "models")])
     assert other.exit_code == 1 and "The logs hold no request for model 'other'." in other.output
+    # The test records were logged at timestamp 1000..1199 (1970): none in the last day.
+    recent = runner.invoke(monitor_command, [str(shifted), *base, "--window", "1d"])
+    assert recent.exit_code == 1 and "no request for model 'm' in the last 86400 seconds" in recent.output
+    everything = runner.invoke(monitor_command, [str(shifted), *base, "--window", "100000d"])
+    assert everything.exit_code == 1 and "DRIFT: feature x" in everything.output
+    bad = runner.invoke(monitor_command, [str(shifted), *base, "--window", "soon"])
+    assert bad.exit_code == 2 and "expected a duration like 30m, 6h or 7d. Received: 'soon'" in bad.output
