@@ -168,10 +168,11 @@ def test_monitor_serves_prometheus_gauges_until_stopped(digits, logged):
                 page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             except httpx.HTTPError:
                 time.sleep(0.1)
-        assert 'tfstack_monitor_drifted{model_name="digits",version="1",feature="pixels"} 1.0' in page
+        # prometheus_client writes label names sorted.
+        assert 'tfstack_monitor_drifted{feature="pixels",model_name="digits",version="1"} 1.0' in page
         assert 'tfstack_monitor_rows{model_name="digits",version="1"} 250.0' in page
         assert "tfstack_monitor_prediction_psi{" in page
-        assert 'tfstack_monitor_psi{model_name="digits",version="1",feature="pixels"}' in page
+        assert 'tfstack_monitor_psi{feature="pixels",model_name="digits",version="1"}' in page
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0]
