@@ -508,8 +508,9 @@ def _print_monitor(report: dict[str, Any]) -> None:
         console.print("OK: no threshold crossed.")
 
 
-def _serve_monitor_metrics(port: int, interval: float, report: dict[str, Any], check) -> dict[str, Any]:
-    """Serve gauges per model/version/feature on 127.0.0.1:port, re-checking every `interval` s until stopped."""
+def _serve_monitor_metrics(port: int, interval: float, report: dict[str, Any], check, stop=None) -> dict[str, Any]:
+    """Serve gauges per model/version/feature on 127.0.0.1:port, re-checking every `interval` s
+    until SIGINT/SIGTERM (or until `stop`, a threading.Event, is set); returns the last report."""
     import signal
     import threading
 
@@ -546,9 +547,10 @@ def _serve_monitor_metrics(port: int, interval: float, report: dict[str, Any], c
     publish(report)
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     click.echo(f"Serving monitor metrics on http://127.0.0.1:{port}/metrics (Ctrl-C to stop)")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(interval):
             try:

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 )
 
 import export
-from tests.support.server import free_port, launch, start_server
+from tests.support.server import launch, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -148,35 +148,6 @@ def test_monitor_flags_the_shifted_half_and_not_the_clean_half(digits, logged):
     assert pixels["name"] == "pixels" and pixels["drifted"] and report["rows"] == 250
     assert report["predictions"]["drifted"]
     assert (root / "plots" / "drift-pixels.png").is_file()
-
-
-def test_monitor_serves_prometheus_gauges_until_stopped(digits, logged):
-    root = digits[0]
-    _, shifted, _ = logged
-    port = free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tfstack_cli", "monitor", str(shifted), "--model-name", "digits", "--base-path",
-         str(root / "models"), "--metrics-port", str(port), "--interval", "0.5"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline, page = time.monotonic() + 120, ""
-        while "tfstack_monitor_drifted{" not in page:
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        # prometheus_client writes label names sorted.
-        assert 'tfstack_monitor_drifted{feature="pixels",model_name="digits",version="1"} 1.0' in page
-        assert 'tfstack_monitor_rows{model_name="digits",version="1"} 250.0' in page
-        assert "tfstack_monitor_prediction_psi{" in page
-        assert 'tfstack_monitor_psi{feature="pixels",model_name="digits",version="1"}' in page
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0]
-    assert process.returncode == 1, output  # the last check found drift
 
 
 def test_logs_replay_as_warmup_in_a_real_server_and_survive_its_kill_9(digits, logged, tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,44 @@ def test_monitor_cli_exit_codes_json_and_plots(tmp_path: Path, monkeypatch):
     assert everything.exit_code == 1 and "DRIFT: feature x" in everything.output
     bad = runner.invoke(monitor_command, [str(shifted), *base, "--window", "soon"])
     assert bad.exit_code == 2 and "expected a duration like 30m, 6h or 7d. Received: 'soon'" in bad.output
+
+
+def test_metrics_port_serves_gauges_and_refreshes_them(tmp_path: Path):
+    import threading
+
+    import httpx
+
+    from export._cli import _serve_monitor_metrics
+    from tests.support.server import free_port
+
+    profile = _profile()
+    clean = monitor(_logs(_training_rows(100, seed=1), np.array([0, 1] * 50)), profile, model_name="m", version=1)
+    rows = _training_rows(100, seed=2)
+    rows["x"] = rows["x"] + 3.0
+    shifted = monitor(_logs(rows, np.array([1] * 100)), profile, model_name="m", version=1)
+    checks = iter([shifted])
+    port, stop, result = free_port(), threading.Event(), {}
+
+    def check():
+        return next(checks, shifted)
+
+    thread = threading.Thread(target=lambda: result.update(last=_serve_monitor_metrics(port, 0.05, clean, check, stop)))
+    thread.start()
+    try:
+        deadline, page = time.monotonic() + 30, ""
+        # The first page shows the clean report; a later check (the logs grew) flips the gauge.
+        while 'tfstack_monitor_drifted{feature="x",model_name="m",version="1"} 1.0' not in page:
+            assert time.monotonic() < deadline, page
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(30)
+    # prometheus_client writes label names sorted.
+    assert 'tfstack_monitor_rows{model_name="m",version="1"} 100.0' in page
+    assert 'tfstack_monitor_psi{feature="x",model_name="m",version="1"}' in page
+    assert 'tfstack_monitor_unknown_rate{feature="city",model_name="m",version="1"} 0.0' in page
+    assert "tfstack_monitor_prediction_psi{" in page
+    assert result["last"]["drifted"]
