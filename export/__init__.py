@@ -31,6 +31,8 @@ from tfstack.export._errors import (
 )
 from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
 from tfstack.export._external import export_model
+from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
+from tfstack.export._profile import build_profile, read_profile
 from tfstack.export._repository import ModelRepository, publish
 from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion
 
@@ -39,6 +41,7 @@ __all__ = [
     "CorruptVersionError",
     "ExportError",
     "ExportSpec",
+    "LoggedRequest",
     "FeatureSpec",
     "ModelRepository",
     "PublishedVersion",
@@ -47,7 +50,13 @@ __all__ = [
     "VerificationError",
     "VersionExistsError",
     "VersionNotFoundError",
+    "build_profile",
     "check_saved_model",
     "export_model",
+    "file_fingerprint",
+    "log_range",
     "publish",
+    "read_prediction_logs",
+    "read_profile",
+    "request_inputs",
 ]

@@ -66,6 +66,7 @@ def build_manifest(
             "metrics": spec.metrics,
             "signatures": signatures,
             "parent_version": spec.parent_version,
+            "lineage": spec.lineage,
             "git_commit": git_commit(),
             "files": sorted(files),
         }

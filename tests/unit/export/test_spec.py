@@ -35,6 +35,7 @@ def test_public_api_is_explicit():
         "ExportError",
         "ExportSpec",
         "FeatureSpec",
+        "LoggedRequest",
         "ModelRepository",
         "PublishedVersion",
         "RepositoryError",
@@ -42,9 +43,15 @@ def test_public_api_is_explicit():
         "VerificationError",
         "VersionExistsError",
         "VersionNotFoundError",
+        "build_profile",
         "check_saved_model",
         "export_model",
+        "file_fingerprint",
+        "log_range",
         "publish",
+        "read_prediction_logs",
+        "read_profile",
+        "request_inputs",
     ]
     for name in ("RepositoryError", "VerificationError", "VersionExistsError", "VersionNotFoundError", "CorruptVersionError"):
         assert issubclass(getattr(export, name), export.ExportError)
