@@ -32,6 +32,8 @@ from tfstack.export._errors import (
 from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
 from tfstack.export._external import export_model
 from tfstack.export._manifest import key_metric, read_signature_summary
+from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
+from tfstack.export._profile import build_profile, read_profile
 from tfstack.export._repository import ModelRepository, atomic_write_text, publish, version_directories
 from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion, check_model_name
 
@@ -40,6 +42,7 @@ __all__ = [
     "CorruptVersionError",
     "ExportError",
     "ExportSpec",
+    "LoggedRequest",
     "FeatureSpec",
     "ModelRepository",
     "PublishedVersion",
@@ -49,11 +52,17 @@ __all__ = [
     "VersionExistsError",
     "VersionNotFoundError",
     "atomic_write_text",
+    "build_profile",
     "check_model_name",
     "check_saved_model",
     "export_model",
+    "file_fingerprint",
     "key_metric",
+    "log_range",
     "publish",
+    "read_prediction_logs",
+    "read_profile",
     "read_signature_summary",
+    "request_inputs",
     "version_directories",
 ]

@@ -75,10 +75,15 @@ def show(model_name: str, version: int | None, base_path: str, as_json: bool) ->
                 raise click.ClickException(f"Model {model_name!r} has no versions under {base_path}.")
         manifest = repo.manifest(model_name, version)
         path = repo.version_path(model_name, version)
+        from tfstack.export._profile import read_profile
+
+        profile = read_profile(path)
     if as_json:
-        click.echo(json.dumps(manifest, indent=2))
+        click.echo(json.dumps(manifest | ({"data_profile": profile} if profile is not None else {}), indent=2))
         return
     _print_manifest(manifest, str(path))
+    if profile is not None:
+        _print_profile(profile)
 
 
 @models.command("check")
@@ -259,6 +264,58 @@ def _print_manifest(manifest: dict[str, Any], path: str) -> None:
     console.print(signatures)
 
 
+_SPARKS = " ▁▂▃▄▅▆▇█"
+
+
+def _sparkline(counts: list[int]) -> str:
+    top = max(counts) if counts else 0
+    return "".join(_SPARKS[0 if not top else max(1 if c else 0, round(8 * c / top))] for c in counts)
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _print_profile(profile: dict[str, Any]) -> None:
+    """The data profile: one row per feature, then the label and prediction distributions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"data profile ({profile.get('source', '-')}, {profile.get('rows', '-')} rows)")
+    for column in ("feature", "dtype", "shape", "values", "missing", "mean", "std", "min", "median", "max"):
+        table.add_column(column, justify="right" if column not in ("feature", "dtype", "shape") else "left")
+    table.add_column("distribution", overflow="fold")
+    for feature in profile.get("features") or []:
+        shape = "x".join(str(d) for d in feature.get("shape") or []) or "scalar"
+        if feature.get("kind") == "string":
+            top = ", ".join(f"{value} {count}" for value, count in (feature.get("top_k") or [])[:5])
+            table.add_row(feature["name"], feature["dtype"], shape, str(feature.get("count")), str(feature.get("missing")),
+                          "-", "-", "-", "-", "-", f"{feature.get('distinct')} distinct: {top}")
+            continue
+        histogram = feature.get("histogram") or {}
+        table.add_row(
+            feature["name"], feature["dtype"], shape, str(feature.get("count")), str(feature.get("missing")),
+            _number(feature.get("mean")), _number(feature.get("std")), _number(feature.get("min")),
+            _number((feature.get("quantiles") or {}).get("0.5")), _number(feature.get("max")),
+            _sparkline(histogram.get("counts") or []),
+        )
+    console.print(table)
+    names = profile.get("class_names") or []
+    for key, title in (("labels", "test labels"), ("predictions", "test predictions")):
+        outcome = profile.get(key)
+        if not outcome:
+            continue
+        if outcome.get("kind") == "classes":
+            total = max(1, outcome.get("count") or 0)
+            parts = [f"{names[i] if i < len(names) else i}: {c / total:.1%}" for i, c in enumerate(outcome.get("counts") or [])]
+            console.print(f"{title}: " + ", ".join(parts))
+        else:
+            quantiles = outcome.get("quantiles") or {}
+            console.print(f"{title}: mean {_number(outcome.get('mean'))}, median {_number(quantiles.get('0.5'))}, "
+                          f"range {_number(outcome.get('min'))}..{_number(outcome.get('max'))}")
+
+
 @click.command("export", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--model-name", required=True, help="The served model's name: <base-path>/<model-name>/<version>/.")
@@ -271,8 +328,11 @@ def _print_manifest(manifest: dict[str, Any], path: str) -> None:
 @click.option("--sample", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Real input rows (.npy, .npz, .json or .csv) for verification and warmup records.")
 @click.option("--tags", default="serve", show_default=True, help="SavedModel sources: MetaGraph tags TF Serving loads.")
+@click.option("--warmup-from", "warmup_from", multiple=True, metavar="LOGS",
+              help="Request logs (file, directory or logging_config prefix); up to 100 of their requests become warmup records.")
 def export_command(source: str, model_name: str, base_path: str, version: int | None, inputs: tuple[str, ...],
-                   class_names: str | None, regression: bool, sample: str | None, tags: str) -> None:
+                   class_names: str | None, regression: bool, sample: str | None, tags: str,
+                   warmup_from: tuple[str, ...]) -> None:
     """Publish your own model (a .keras/.h5 file or a SavedModel directory) as a TF Serving version.
 
     The version is checked the way TF Serving loads it (Session loader, every signature, against
@@ -292,7 +352,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
         published = export_model(
             source, base_path, model_name=model_name, inputs=list(inputs) or None, class_names=names,
             task="regression" if regression else None, sample=sample, version=version,
-            tags=tuple(t for t in tags.split(",") if t),
+            tags=tuple(t for t in tags.split(",") if t), warmup_from=warmup_from,
         )
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc
@@ -301,3 +361,206 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
     signatures = ", ".join(sorted(published.manifest.get("signatures") or {}))
     click.echo(f"Published {published.model_name} version {published.version}: {published.path}")
     click.echo(f"Checked the way TF Serving loads it (Session loader); signatures: {signatures or '-'}")
+
+
+@click.command("monitor", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("logs", nargs=-1, required=True, metavar="LOGS...")
+@click.option("--model-name", required=True, help="The served model whose logs to check.")
+@click.option("--version", type=click.IntRange(min=1), default=None,
+              help="The version whose data profile is the reference. [default: the version most logged]")
+@_BASE_PATH
+@click.option("--thresholds", "thresholds_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help='JSON file of thresholds, e.g. {"psi": 0.25, "features": {"pixels": {"psi": 0.3}}}.')
+@click.option("--window", default=None, metavar="DURATION",
+              help="Only requests logged in the last DURATION, e.g. 30m, 6h, 7d (by log_metadata.timestamp_secs).")
+@click.option("--skew-version", type=click.IntRange(min=1), default=None,
+              help="Also run the logged inputs through this version and report how many rows it answers differently.")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Write the JSON report here ('-': stdout).")
+@click.option("--plots", "plots_dir", default=None, metavar="DIR", help="Write a PNG per drifted feature here.")
+@click.option("--metrics-port", type=click.IntRange(min=1, max=65535), default=None,
+              help="Serve Prometheus gauges on 127.0.0.1:PORT and re-check the logs every --interval seconds.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="With --metrics-port: seconds between checks.")
+def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None, base_path: str,
+                    thresholds_file: str | None, window: str | None, skew_version: int | None, json_path: str | None,
+                    plots_dir: str | None, metrics_port: int | None, interval: float) -> None:
+    """Compare logged requests with a version's data profile: drift per feature, prediction drift, skew.
+
+    LOGS are request logs written by `tfstack serve` for logging_config: .tfrecord files,
+    directories of them, or a filename_prefix. Exit status: 0 no threshold crossed, 1 drift
+    (a threshold crossed), 2 bad arguments.
+    """
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfstack.export._monitor import Thresholds, read_thresholds
+
+    try:
+        thresholds = read_thresholds(thresholds_file) if thresholds_file else Thresholds()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--thresholds") from exc
+    seconds = _duration_seconds(window) if window is not None else None
+    repo = ModelRepository(base_path)
+
+    def check() -> dict[str, Any]:
+        return _monitor_once(repo, logs, model_name, version, thresholds, skew_version, seconds)
+
+    report = check()
+    _print_monitor(report)
+    if json_path:
+        text = json.dumps(report, indent=2)
+        if json_path == "-":
+            click.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n", encoding="utf-8")
+    if plots_dir:
+        from tfstack.export._monitor import plot_feature_drift
+
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        for feature in report["features"]:
+            if feature["drifted"] and plot_feature_drift(feature, Path(plots_dir) / f"drift-{feature['name']}.png"):
+                click.echo(f"Plot: {Path(plots_dir) / ('drift-' + feature['name'] + '.png')}")
+    if metrics_port is not None:
+        report = _serve_monitor_metrics(metrics_port, interval, report, check)
+    raise SystemExit(1 if report["drifted"] else 0)
+
+
+def _duration_seconds(text: str) -> float:
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([smhd])", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise click.BadParameter(f"expected a duration like 30m, 6h or 7d. Received: {text!r}", param_hint="--window")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str, version: int | None,
+                  thresholds: Any, skew_version: int | None, window_seconds: float | None = None) -> dict[str, Any]:
+    from collections import Counter
+
+    from tfstack.export._monitor import monitor, version_skew
+    from tfstack.export._prediction_logs import read_prediction_logs
+    from tfstack.export._profile import read_profile
+
+    try:
+        records = read_prediction_logs(list(logs), model_name=model_name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="LOGS") from exc
+    if not records:
+        raise click.ClickException(f"The logs hold no request for model {model_name!r}.")
+    if window_seconds is not None:
+        import time
+
+        since = time.time() - window_seconds
+        records = [r for r in records if r.timestamp >= since]
+        if not records:
+            raise click.ClickException(
+                f"The logs hold no request for model {model_name!r} in the last {window_seconds:g} seconds."
+            )
+    with _errors():
+        if version is None:
+            served = Counter(r.version for r in records if r.version is not None)
+            version = served.most_common(1)[0][0] if served else repo.latest(model_name)
+            if version is None:
+                raise click.ClickException(f"Model {model_name!r} has no versions under {repo.base_path}.")
+        path = repo.version_path(model_name, version)
+        profile = read_profile(path)
+        if profile is None:
+            raise click.ClickException(
+                f"Version {version} of {model_name!r} has no data profile (assets.extra/data_profile.json); "
+                "publish it with `tfstack train`, or `tfstack export --sample`, to get one."
+            )
+        skew = None
+        if skew_version is not None:
+            skew = version_skew(records, profile, path, repo.version_path(model_name, skew_version), other_version=skew_version)
+        return monitor(records, profile, model_name=model_name, version=version, thresholds=thresholds, skew=skew)
+
+
+def _print_monitor(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tfstack.export._monitor import format_value
+
+    console = Console()
+    logs = report["logs"]
+    table = Table(title=f"{report['model_name']} version {report['version']}: {report['rows']} logged rows "
+                        f"from {logs['records']} requests vs its data profile ({report['profile_source']})")
+    for column in ("feature", "psi", "js dist", "out of range", "unknown", "missing", "mean (train)", "drift"):
+        table.add_column(column, justify="left" if column in ("feature", "drift") else "right")
+    for feature in report["features"]:
+        mean = f"{format_value(feature.get('mean'))} ({format_value(feature.get('training_mean'))})" if "mean" in feature else "-"
+        table.add_row(
+            feature["name"], format_value(feature.get("psi")), format_value(feature.get("js_distance")),
+            format_value(feature.get("out_of_range_rate")), format_value(feature.get("unknown_rate")),
+            format_value(feature.get("missing_rate")), mean, "DRIFT" if feature["drifted"] else "ok",
+        )
+    predictions = report.get("predictions")
+    if predictions:
+        table.add_row("(predictions)", format_value(predictions["psi"]), format_value(predictions["js_distance"]),
+                      "-", "-", "-", "-", "DRIFT" if predictions["drifted"] else "ok")
+    console.print(table)
+    skew = report.get("skew")
+    if skew:
+        console.print(f"skew against version {skew['other_version']}: {skew['differing_rows']} of {skew['rows']} rows "
+                      f"answered differently ({skew['rate']:.2%})")
+    if report["alerts"]:
+        for alert in report["alerts"]:
+            console.print(f"DRIFT: {alert}", highlight=False)
+    else:
+        console.print("OK: no threshold crossed.")
+
+
+def _serve_monitor_metrics(port: int, interval: float, report: dict[str, Any], check, stop=None) -> dict[str, Any]:
+    """Serve gauges per model/version/feature on 127.0.0.1:port, re-checking every `interval` s
+    until SIGINT/SIGTERM (or until `stop`, a threading.Event, is set); returns the last report."""
+    import signal
+    import threading
+
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+    registry = CollectorRegistry()
+    labels = ["model_name", "version", "feature"]
+    gauges = {
+        key: Gauge(f"tfstack_monitor_{key}", f"tfstack monitor: {key} of logged inputs vs the data profile", labels,
+                   registry=registry)
+        for key in ("psi", "js_distance", "out_of_range_rate", "unknown_rate", "missing_rate")
+    }
+    drifted = Gauge("tfstack_monitor_drifted", "1 when a threshold is crossed", ["model_name", "version", "feature"],
+                    registry=registry)
+    prediction_psi = Gauge("tfstack_monitor_prediction_psi", "PSI of served predictions vs the test split's",
+                           ["model_name", "version"], registry=registry)
+    skew_rate = Gauge("tfstack_monitor_skew_rate", "share of logged rows two versions answer differently",
+                      ["model_name", "version", "other_version"], registry=registry)
+    rows = Gauge("tfstack_monitor_rows", "logged rows checked", ["model_name", "version"], registry=registry)
+
+    def publish(current: dict[str, Any]) -> None:
+        model, version = current["model_name"], str(current["version"])
+        for feature in current["features"]:
+            for key, gauge in gauges.items():
+                if feature.get(key) is not None:
+                    gauge.labels(model, version, feature["name"]).set(feature[key])
+            drifted.labels(model, version, feature["name"]).set(1 if feature["drifted"] else 0)
+        if current.get("predictions"):
+            prediction_psi.labels(model, version).set(current["predictions"]["psi"])
+        if current.get("skew"):
+            skew_rate.labels(model, version, str(current["skew"]["other_version"])).set(current["skew"]["rate"])
+        rows.labels(model, version).set(current["rows"])
+
+    publish(report)
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
+    click.echo(f"Serving monitor metrics on http://127.0.0.1:{port}/metrics (Ctrl-C to stop)")
+    if stop is None:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(interval):
+            try:
+                report = check()
+            except click.ClickException as exc:
+                click.echo(f"check failed: {exc.format_message()}", err=True)
+                continue
+            publish(report)
+    finally:
+        server.shutdown()
+        thread.join(5)
+    return report

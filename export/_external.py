@@ -36,6 +36,7 @@ def export_model(
     sample: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     version: int | None = None,
     tags: Sequence[str] = ("serve",),
+    warmup_from: Sequence[str | os.PathLike[str]] = (),
 ) -> PublishedVersion:
     """Publish your own model as a new version of `model_name` under `base_path`, TF Serving-ready.
 
@@ -54,6 +55,8 @@ def export_model(
             Keras models: 2 rows of zeros; for a SavedModel: keep its own warmup records, if any.
         version: an explicit version number; default max(existing)+1.
         tags: SavedModel sources: the MetaGraph tags TF Serving will load.
+        warmup_from: request logs (files, directories or logging_config prefixes); up to 100 of
+            their requests join the warmup records.
 
     Returns:
         The PublishedVersion.
@@ -82,18 +85,26 @@ def export_model(
                 "inputs, class_names and task describe a Keras model; a SavedModel already has its signatures. "
                 f"Received: model={str(source)!r} (a directory)"
             )
-        sample_inputs = None
+        sample_inputs = data_profile = None
         if sample is not None:
-            sample_inputs = load_sample(sample, _saved_model_features(source, tuple(tags)))
+            features = _saved_model_features(source, tuple(tags))
+            rows = load_sample(sample, features, limit=None)
+            sample_inputs = {name: array[:MAX_SAMPLE_ROWS] for name, array in rows.items()}
+            data_profile = _sample_profile(features, rows, task=None, class_names=(), sample=sample)
         return repository.publish_saved_model(
             source, model_name, version=version, sample_inputs=sample_inputs, tags=tuple(tags),
-            manifest_updates={"published_from": str(source.absolute())},
+            manifest_updates={"published_from": str(source.absolute())}, data_profile=data_profile,
+            warmup_from=tuple(str(p) for p in warmup_from),
         )
     keras_model, source_text = _load_keras(model)
     spec = keras_export_spec(
         keras_model, model_name=model_name, inputs=inputs, class_names=class_names, task=task, sample=sample,
         source=source_text,
     )
+    if warmup_from:
+        import dataclasses
+
+        spec = dataclasses.replace(spec, warmup_from=tuple(str(p) for p in warmup_from))
     return repository.publish(spec, version=version)
 
 
@@ -152,10 +163,14 @@ def keras_export_spec(
     width = outputs.shape[-1] if len(outputs.shape) > 1 else 1
     if task is None:
         task = "classification" if class_names or (width is not None and width > 1) else "regression"
-    sample_inputs = (
-        load_sample(sample, features) if sample is not None
-        else {f.name: _zeros(f, _DEFAULT_SAMPLE_ROWS) for f in features}
-    )
+    data_profile = None
+    if sample is not None:
+        rows = load_sample(sample, features, limit=None)
+        sample_inputs = {name: array[:MAX_SAMPLE_ROWS] for name, array in rows.items()}
+        data_profile = _sample_profile(features, rows, task=task, class_names=class_names, sample=sample,
+                                       predictions=_predict_rows(wrapper, rows))
+    else:
+        sample_inputs = {f.name: _zeros(f, _DEFAULT_SAMPLE_ROWS) for f in features}
     return ExportSpec(
         model_name=model_name,
         task=task,
@@ -165,7 +180,28 @@ def keras_export_spec(
         sample_inputs=sample_inputs,
         training_config={"exported_from": source},
         dataset={"sample": "given" if sample is not None else f"{_DEFAULT_SAMPLE_ROWS} rows of zeros"},
+        data_profile=data_profile,
     )
+
+
+def _sample_profile(features, rows, *, task, class_names, sample, predictions=None) -> dict[str, Any]:
+    """The data profile of the sample rows: the only view of the model's data an export has."""
+    from tfstack.export._profile import build_profile
+
+    where = "mapping" if isinstance(sample, Mapping) else Path(sample).name
+    return build_profile(features, rows, task=task or "regression", class_names=tuple(str(c) for c in class_names),
+                         source=f"sample {where}", predictions=predictions)
+
+
+def _predict_rows(keras_model: Any, rows: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """The model's outputs on the sample rows (for the profile's prediction distribution)."""
+    from tfstack.export._spec import _to_bytes
+
+    try:
+        feeds = {k: (np.vectorize(_to_bytes, otypes=[object])(v) if v.dtype == object else v) for k, v in rows.items()}
+        return np.asarray(keras_model.predict(feeds, batch_size=256, verbose=0))
+    except Exception:  # the verification after export reports a model that cannot run; the profile just goes without
+        return None
 
 
 def _input_structure(keras_model: Any) -> Any:
@@ -297,8 +333,10 @@ def _saved_model_features(source: Path, tags: tuple[str, ...]) -> tuple[FeatureS
 
 # ---- sample files ----------------------------------------------------------------------------
 
-def load_sample(sample: str | os.PathLike[str] | Mapping[str, Any], features: tuple[FeatureSpec, ...]) -> dict[str, np.ndarray]:
-    """Rows for `features` from a mapping or a .npy/.npz/.json/.csv file (first 32 rows)."""
+def load_sample(
+    sample: str | os.PathLike[str] | Mapping[str, Any], features: tuple[FeatureSpec, ...], *, limit: int | None = MAX_SAMPLE_ROWS
+) -> dict[str, np.ndarray]:
+    """Rows for `features` from a mapping or a .npy/.npz/.json/.csv file (the first `limit` rows; None: all)."""
     if isinstance(sample, Mapping):
         arrays = {name: np.asarray(value) for name, value in sample.items()}
         where = "sample"
@@ -330,7 +368,7 @@ def load_sample(sample: str | os.PathLike[str] | Mapping[str, Any], features: tu
                 raise ValueError(f"Sample input {feature.name!r} must be numeric ({feature.dtype}). Received from {where}: {exc}") from exc
         if array.shape[1:] != feature.shape and array.size == np.prod((array.shape[0], *feature.shape)):
             array = array.reshape((array.shape[0], *feature.shape))
-        result[feature.name] = array[:MAX_SAMPLE_ROWS]
+        result[feature.name] = array if limit is None else array[:limit]
     return result
 
 

@@ -67,6 +67,7 @@ def build_manifest(
             "metrics": spec.metrics,
             "signatures": signatures,
             "parent_version": spec.parent_version,
+            "lineage": spec.lineage,
             "git_commit": git_commit(),
             "files": sorted(files),
         }

@@ -20,7 +20,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,8 @@ class ModelRepository:
         manifest_updates: Mapping[str, Any] | None = None,
         sample_inputs: Mapping[str, np.ndarray] | None = None,
         tags: tuple[str, ...] = ("serve",),
+        data_profile: Mapping[str, Any] | None = None,
+        warmup_from: Sequence[str] = (),
     ) -> PublishedVersion:
         """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
 
@@ -175,6 +177,9 @@ class ModelRepository:
             sample_inputs: raw rows for `serving_default` (input alias -> array); when given they
                 become the version's warmup records and sample_request.json (replacing the source's).
             tags: the MetaGraph tags TF Serving will load (--saved_model_tags).
+            data_profile: the sample's data profile (`build_profile`), written to
+                `assets.extra/data_profile.json` (replacing the source's).
+            warmup_from: request logs whose requests (at most 100) are added to the warmup records.
 
         Raises:
             RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
@@ -190,7 +195,8 @@ class ModelRepository:
         updates = dict(manifest_updates or {})
         return self._publish(
             model_name, version,
-            lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags)),
+            lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags),
+                                        data_profile=data_profile, warmup_from=tuple(warmup_from)),
         )
 
     def _publish(
@@ -257,7 +263,7 @@ class ModelRepository:
     # ---- internals -----------------------------------------------------------------------
 
     def _stage_export(self, spec: ExportSpec, staging: Path) -> Callable[[int, list[str]], dict[str, Any]]:
-        from tfstack.export import _manifest, _plots, _signatures, _warmup
+        from tfstack.export import _manifest, _plots, _profile, _signatures, _warmup
 
         try:
             class_names = _signatures.resolve_class_names(spec) if spec.task == "classification" else ()
@@ -267,6 +273,8 @@ class ModelRepository:
             _warmup.write_warmup(spec, assets / _warmup.WARMUP_FILE)
             # TF Serving's parser accepts NaN/Infinity tokens (spec §2.1), so real rows with them stay sendable.
             _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request(spec), allow_nan=True)
+            if spec.data_profile is not None:
+                _profile.write_profile(spec.data_profile, assets / _profile.PROFILE_FILE)
             if spec.history:
                 _plots.plot_training_curves(spec.history, assets / _plots.TRAINING_CURVES_FILE)
             if spec.task == "classification" and spec.confusion_matrix is not None:
@@ -442,20 +450,31 @@ def _stage_copy(
     *,
     sample_inputs: Mapping[str, np.ndarray] | None = None,
     tags: tuple[str, ...] = ("serve",),
+    data_profile: Mapping[str, Any] | None = None,
+    warmup_from: tuple[str, ...] = (),
 ) -> Callable[[int, list[str]], dict[str, Any]]:
     """Copy an exported SavedModel into `staging`, add warmup from samples, verify; return its manifest builder."""
-    from tfstack.export import _manifest, _signatures, _warmup
+    from tfstack.export import _manifest, _profile, _signatures, _warmup
 
     try:
         shutil.copytree(source, staging, dirs_exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"Cannot copy {source} into {staging}: {exc}") from exc
-    if sample_inputs is not None:
-        assets = staging / ASSETS_EXTRA
+    assets = staging / ASSETS_EXTRA
+    if sample_inputs is not None or warmup_from:
         assets.mkdir(exist_ok=True)
-        inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
-        _warmup.write_warmup_logs(_warmup.predict_warmup_logs(model_name, inputs), assets / _warmup.WARMUP_FILE)
-        _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+        records = []
+        if sample_inputs is not None:
+            inputs = {name: np.asarray(array) for name, array in sample_inputs.items()}
+            records = _warmup.predict_warmup_logs(model_name, inputs)
+            _write_json(assets / _warmup.SAMPLE_REQUEST_FILE, _warmup.sample_request_body(inputs), allow_nan=True)
+        elif (assets / _warmup.WARMUP_FILE).is_file():
+            records = _warmup.read_warmup_logs(assets / _warmup.WARMUP_FILE)
+        records += _warmup.logged_warmup_logs(warmup_from, model_name)
+        _warmup.write_warmup_logs(records, assets / _warmup.WARMUP_FILE)
+    if data_profile is not None:
+        (staging / ASSETS_EXTRA).mkdir(exist_ok=True)
+        _profile.write_profile(data_profile, staging / ASSETS_EXTRA / _profile.PROFILE_FILE)
     _verify_saved_model(source, staging, tags)
     try:
         manifest = json.loads((staging / ASSETS_EXTRA / _manifest.MANIFEST_FILE).read_text(encoding="utf-8"))

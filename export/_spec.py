@@ -99,6 +99,12 @@ class ExportSpec:
         history: Keras `History.history` (metric -> per-epoch values) for the training-curve plot.
         confusion_matrix: classification: counts [C][C], rows = true class.
         parent_version: the version this one was fine-tuned from, if any.
+        data_profile: the training data's profile (`export.build_profile`), written to
+            `assets.extra/data_profile.json` for `tfstack models show` and `tfstack monitor`.
+        lineage: where the training rows came from when they were not a dataset, e.g. logged
+            requests (`{"logs": ..., "labels": ...}`); recorded in the manifest.
+        warmup_from: request logs (files, directories or logging_config prefixes) whose requests
+            join the warmup records (at most 100 of them, spread over the logs).
     """
 
     model_name: str
@@ -113,6 +119,9 @@ class ExportSpec:
     history: Mapping[str, Sequence[float]] = field(default_factory=dict)
     confusion_matrix: Sequence[Sequence[int]] | None = None
     parent_version: int | None = None
+    data_profile: Mapping[str, Any] | None = None
+    lineage: Mapping[str, Any] | None = None
+    warmup_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_model_name(self.model_name)
@@ -127,8 +136,10 @@ class ExportSpec:
         object.__setattr__(self, "features", features)
         object.__setattr__(self, "class_names", self._check_class_names(self.class_names))
         object.__setattr__(self, "sample_inputs", self._check_sample_inputs(self.sample_inputs, features))
-        for name in ("metrics", "training_config", "dataset", "history"):
+        for name in ("metrics", "training_config", "dataset", "history", "data_profile", "lineage"):
             value = getattr(self, name)
+            if value is None and name in ("data_profile", "lineage"):
+                continue
             if not isinstance(value, Mapping):
                 raise TypeError(f"{name} must be a mapping. Received: {name}={type(value).__name__}")
             # Fail now, not after the SavedModel is written: these go into manifest.json.
@@ -151,6 +162,9 @@ class ExportSpec:
                 )
         if self.parent_version is not None:
             check_version(self.parent_version, name="parent_version")
+        if isinstance(self.warmup_from, (str, bytes)) or not all(isinstance(p, (str, Path)) for p in self.warmup_from):
+            raise TypeError(f"warmup_from must be a tuple of paths. Received: warmup_from={self.warmup_from!r}")
+        object.__setattr__(self, "warmup_from", tuple(str(p) for p in self.warmup_from))
 
     @staticmethod
     def _check_features(features: object) -> tuple[FeatureSpec, ...]:

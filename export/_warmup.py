@@ -66,9 +66,33 @@ def predict_warmup_logs(
     return logs
 
 
+LOGGED_WARMUP_RECORDS = 100
+
+
 def write_warmup(spec: ExportSpec, path: Path) -> int:
-    """Write the warmup TFRecord file at `path`; return the number of records."""
-    return write_warmup_logs(warmup_logs(spec), path)
+    """Write the warmup TFRecord file at `path`; return the number of records.
+
+    With `spec.warmup_from`, up to 100 logged requests follow the sample records, so the new
+    version warms up on the traffic it will actually see.
+    """
+    return write_warmup_logs(warmup_logs(spec) + logged_warmup_logs(spec.warmup_from, spec.model_name), path)
+
+
+def logged_warmup_logs(logs: Sequence[str], model_name: str) -> list[Any]:
+    """Warmup records from request logs (none when `logs` is empty).
+
+    Raises:
+        ExportError: the logs cannot be read or hold no replayable request.
+    """
+    if not logs:
+        return []
+    from tfstack.export._errors import ExportError
+    from tfstack.export._prediction_logs import read_prediction_logs, warmup_records
+
+    try:
+        return warmup_records(read_prediction_logs(list(logs)), model_name=model_name, limit=LOGGED_WARMUP_RECORDS)
+    except ValueError as exc:
+        raise ExportError(f"Cannot use the logs {list(logs)} as warmup records: {exc}") from exc
 
 
 def write_warmup_logs(logs: Sequence[Any], path: Path) -> int:
@@ -77,6 +101,20 @@ def write_warmup_logs(logs: Sequence[Any], path: Path) -> int:
         for log in logs:
             writer.write(log.SerializeToString())
     return len(logs)
+
+
+def read_warmup_logs(path: Path) -> list[Any]:
+    """The PredictionLog records of an existing warmup file."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from tfstack.export._prediction_logs import read_records
+
+    try:
+        return [prediction_log_pb2.PredictionLog.FromString(record) for record in read_records(path)]
+    except Exception as exc:
+        from tfstack.export._errors import ExportError
+
+        raise ExportError(f"Cannot read the warmup records {path}: {exc}") from exc
 
 
 def sample_request(spec: ExportSpec, rows: int = SAMPLE_REQUEST_ROWS) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The `tfstack` command: one entry point that lazily loads each package's own commands.
 
-Each package owns its subcommands (training: train; export: models, export; serving: serve, rollout,
+Each package owns its subcommands (training: train; export: models, export, monitor; serving: serve, rollout,
 bench; client: predict, status). Loading them lazily keeps `tfstack predict` free of
 TensorFlow, which matters for the client-only install.
 """
@@ -17,6 +17,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": ("tfstack.training._cli", "train", "Train a model and publish it as a new version."),
     "models": ("tfstack.export._cli", "models", "List, inspect and check versions in a model repository."),
     "export": ("tfstack.export._cli", "export_command", "Publish your own .keras model or SavedModel as a TF Serving version."),
+    "monitor": ("tfstack.export._cli", "monitor_command", "Check logged requests for drift against a version's data profile."),
     "serve": ("tfstack.serving.server._cli", "serve", "Run the TF-Serving-compatible server (tensorflow_model_server flags)."),
     "rollout": ("tfstack.serving.rollout._cli", "rollout", "Publish, canary, promote, rollback and retire model versions."),
     "bench": ("tfstack.serving.bench._cli", "bench", "Load-test a server over REST and gRPC and report latency/throughput."),

@@ -77,10 +77,16 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--version", "version", type=int, default=None, help="Publish as this version (must not exist).")
 @click.option("--no-export", is_flag=True, help="Train and evaluate only; publish nothing.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or tables; print only the published path.")
+@click.option("--from-logs", "from_logs", multiple=True, metavar="LOGS",
+              help="Request logs (file, directory or logging_config prefix) whose labelled rows join the training split.")
+@click.option("--labels", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="With --from-logs: CSV of request_id,label (optional row) for the logged requests.")
+@click.option("--warmup-from", "warmup_from", multiple=True, metavar="LOGS",
+              help="Request logs whose requests (up to 100) join the new version's warmup records.")
 def train(
     dataset, csv_path, target, image_dir, image_size, color_mode, task, model, hidden, activation, optimizer,
     learning_rate, momentum, batch_size, epochs, patience, validation_split, test_split, seed, strategy,
-    local_workers, run_dir, base_path, model_name, version, no_export, quiet,
+    local_workers, run_dir, base_path, model_name, version, no_export, quiet, from_logs, labels, warmup_from,
 ) -> None:
     """Train a model and publish it as a new version under --base-path.
 
@@ -101,7 +107,7 @@ def train(
             hidden=_parse_hidden(hidden), activation=activation, optimizer=optimizer,
             learning_rate=learning_rate, momentum=momentum, batch_size=batch_size, epochs=epochs,
             patience=patience, validation_split=validation_split, test_split=test_split, seed=seed,
-            strategy=strategy, run_dir=run_dir, model_name=model_name,
+            strategy=strategy, run_dir=run_dir, model_name=model_name, from_logs=tuple(from_logs), labels=labels,
         )
         if version is not None and version < 1:
             raise ConfigError(f"--version must be >= 1. Received: version={version}")
@@ -148,13 +154,20 @@ def train(
     from tfstack import export
 
     try:
-        published = export.publish(result.export_spec(), base_path, version=version)
+        published = export.publish(result.export_spec(warmup_from=tuple(warmup_from)), base_path, version=version)
     except export.ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     if quiet:
         click.echo(str(published.path))
     else:
         out.print(f"Published {published.model_name} version {published.version}: {published.path}", soft_wrap=True)
+        if result.lineage is not None:
+            logs = result.lineage["logs"]
+            out.print(
+                f"Lineage: {result.lineage['logged_rows_added']} labelled logged rows from {logs['records']} requests "
+                f"of version {result.lineage['parent_version']} (labels {result.lineage['labels']['fingerprint'][:19]}...)",
+                soft_wrap=True,
+            )
 
 
 def _check_local_workers(count: int, strategy: str) -> None:
@@ -205,6 +218,9 @@ def _forwarded_options(ctx: click.Context, *, skip: set[str]) -> list[str]:
         if param.is_flag:
             if value:
                 args.append(param.opts[0])
+        elif param.multiple:
+            for item in value:
+                args += [param.opts[0], str(item)]
         elif value is not None:
             args += [param.opts[0], str(value)]
     return args

@@ -68,6 +68,9 @@ class TrainConfig:
     strategy: str = "none"
     run_dir: str | None = None
     model_name: str | None = None
+    # Request logs (files, directories or logging_config prefixes) whose labelled rows join the training split.
+    from_logs: tuple[str, ...] = ()
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         sources = {
@@ -132,6 +135,13 @@ class TrainConfig:
             raise ConfigError(
                 "validation_split + test_split must leave at least 10% of the data for training. "
                 f"Received: validation_split={self.validation_split!r}, test_split={self.test_split!r}"
+            )
+        if not isinstance(self.from_logs, tuple) or not all(isinstance(p, str) and p for p in self.from_logs):
+            raise ConfigError(f"`from_logs` must be a tuple of paths. Received: from_logs={self.from_logs!r}")
+        if bool(self.from_logs) != bool(self.labels):
+            raise ConfigError(
+                "Training from logs needs both the logs (--from-logs) and their labels (--labels). "
+                f"Received: from_logs={list(self.from_logs)!r}, labels={self.labels!r}"
             )
         _positive_int("seed", self.seed, minimum=0)
         _choice("strategy", self.strategy, STRATEGIES)

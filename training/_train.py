@@ -40,8 +40,33 @@ class TrainResult:
     is_chief: bool = True
     worker_index: int = 0
     workers: int = 1
+    # The chief's model outputs on the test split (for the data profile's prediction distribution).
+    test_predictions: Any = None
+    # Training from logs: where the added rows came from (recorded in the manifest), and the
+    # version that served them.
+    lineage: dict[str, Any] | None = None
+    logged_parent_version: int | None = None
 
-    def export_spec(self, *, parent_version: int | None = None):
+    def data_profile(self) -> dict[str, Any]:
+        """The training split's data profile, with the test split's label and prediction distributions."""
+        from tfstack import export
+
+        return export.build_profile(
+            self._feature_specs(),
+            self.dataset.train.inputs,
+            task=self.dataset.task,
+            class_names=tuple(str(c) for c in self.dataset.class_names),
+            source="training split",
+            labels=self.dataset.test.labels,
+            predictions=self.test_predictions,
+        )
+
+    def _feature_specs(self):
+        from tfstack import export
+
+        return tuple(export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features)
+
+    def export_spec(self, *, parent_version: int | None = None, warmup_from: tuple[str, ...] = ()):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
 
         Raises:
@@ -60,9 +85,7 @@ class TrainResult:
             model_name=self.model_name,
             task=self.dataset.task,
             keras_model=self.model,
-            features=tuple(
-                export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features
-            ),
+            features=self._feature_specs(),
             class_names=tuple(str(c) for c in self.dataset.class_names),
             sample_inputs={k: np.asarray(v[:SAMPLE_ROWS]) for k, v in self.dataset.test.inputs.items()},
             metrics=self.metrics,
@@ -70,7 +93,10 @@ class TrainResult:
             dataset=self.dataset.info(),
             history=self.history,
             confusion_matrix=self.confusion_matrix,
-            parent_version=parent_version,
+            parent_version=parent_version if parent_version is not None else self.logged_parent_version,
+            data_profile=self.data_profile(),
+            lineage=self.lineage,
+            warmup_from=tuple(warmup_from),
         )
 
 
@@ -100,6 +126,14 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         raise TypeError(f"`config` must be a TrainConfig. Received: config={config!r}")
     requested = config
     dataset = load_dataset(config)
+    lineage = logged_parent = None
+    if config.from_logs:
+        from tfstack.training._datasets import dataset_name
+        from tfstack.training._feedback import add_logged_rows
+
+        dataset, lineage, logged_parent = add_logged_rows(
+            dataset, config.from_logs, config.labels, model_name=config.model_name or dataset_name(config)
+        )
     model_kind, hidden = resolve_model(config.model, config.hidden, dataset)
     config = dataclasses.replace(
         config,
@@ -212,6 +246,9 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         is_chief=role.is_chief,
         worker_index=role.index,
         workers=role.count,
+        test_predictions=predictions,
+        lineage=lineage,
+        logged_parent_version=logged_parent,
     )
     if role.is_chief:
         _write_run_summary(result)

@@ -41,6 +41,7 @@ from tfstack.serving.server._threads import InferenceThreads
 
 if TYPE_CHECKING:
     from tfstack.serving.server._batching import BatchingExecutor, BatchingParameters
+    from tfstack.serving.server._request_log import ServerRequestLogger
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -103,12 +104,14 @@ class ServerCore:
         inference_threads: int | None = None,
         batching: BatchingExecutor | None = None,
         on_inference: InferenceObserver | None = None,
+        request_logger: ServerRequestLogger | None = None,
     ) -> None:
         """Args:
             inference_threads: size of the pool that runs unbatched Session calls.
             batching: the `--enable_batching` executor; it runs the requests of every version
                 loaded with batching parameters (see `batching_parameters_for`).
             on_inference: told about each Predict/Classify/Regress (monitoring).
+            request_logger: `logging_config`'s loggers; given each answered request of every API.
         """
         if inference_threads is not None and inference_threads < 1:
             raise ValueError(f"inference_threads must be >= 1. Received: inference_threads={inference_threads}")
@@ -117,6 +120,7 @@ class ServerCore:
         self._direct = DirectExecutor(InferenceThreads(workers))
         self._batching = batching
         self._on_inference = on_inference
+        self.request_logger = request_logger
         self._models: dict[str, _ModelRecord] = {}
         # States are written from loader threads and read on the loop; a lock keeps each read whole.
         self._lock = threading.Lock()
@@ -316,9 +320,9 @@ class ServerCore:
         Returns one result per task, in order: Classifications for classify tasks, a list of
         floats for regress tasks. Rules and texts follow multi_inference.cc (spec §3.3).
         """
-        return await self._infer(None, servable, timeout, prepare_multi_inference, tasks, examples, context)
+        return await self._infer("MultiInference", servable, timeout, prepare_multi_inference, tasks, examples, context)
 
-    async def _infer(self, api: str | None, servable: Servable, timeout: float | None,
+    async def _infer(self, api: str, servable: Servable, timeout: float | None,
                      prepare: Callable[..., Prepared], *args: Any) -> Any:
         """The one request path: hold the version, prepare, run on its executor (which finishes)."""
         started, code = time.perf_counter(), Code.OK
@@ -326,7 +330,10 @@ class ServerCore:
         servable.acquire()
         try:
             prepared = prepare(servable, *args)
-            return await self.executor_for(servable).run(prepared, timeout)
+            result = await self.executor_for(servable).run(prepared, timeout)
+            if self.request_logger is not None:
+                self.request_logger.log(api, servable, args, result)  # samples and queues; never raises
+            return result
         except StatusError as exc:
             code = exc.code
             raise
@@ -335,7 +342,7 @@ class ServerCore:
             raise
         finally:
             servable.release()
-            if api is not None and self._on_inference is not None:
+            if api != "MultiInference" and self._on_inference is not None:
                 try:
                     self._on_inference(servable.model_name, servable.version, api, code, time.perf_counter() - started)
                 except Exception:  # metrics must never fail a request

@@ -80,6 +80,9 @@ class ServerOptions:
     version: bool = False
     # tfstack's own: TF Serving listens on all interfaces; a development server should not.
     host: str = "127.0.0.1"
+    # tfstack's own: the files `logging_config` writes (rotation size, disk cap per logger).
+    request_log_max_file_mb: int = 64
+    request_log_max_total_mb: int = 1024
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -107,7 +110,7 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
         "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
         "monitoring_config_file", "prefer_tflite_model", "num_tflite_pools", "tensorflow_session_config_file",
-        "per_process_gpu_memory_fraction", "mixed_precision",
+        "per_process_gpu_memory_fraction", "mixed_precision", "request_log_max_file_mb", "request_log_max_total_mb",
     }
 )
 

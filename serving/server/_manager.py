@@ -196,6 +196,12 @@ class ModelManager:
             if self._options.file_system_poll_wait_seconds >= 0:
                 self._poll_locked()
         await self._wait_available(new_names, word)
+        # TF Serving updates the request loggers last, once the new models are available
+        # (ServerCore::ReloadConfig -> MaybeUpdateServerRequestLogger).
+        if self._core.request_logger is not None:
+            from tfstack.serving.server._request_log import logging_configs
+
+            self._core.request_logger.update(logging_configs(entries))
 
     def _check_labels(self, entries) -> None:
         for entry in entries:

@@ -84,7 +84,8 @@ def validate_model_config(
 
     Raises:
         StatusError: with TF Serving's texts (duplicate names, relative paths, platform rules,
-            logging_config, custom_model_config, config-kind transitions).
+            custom_model_config, config-kind transitions); a logging_config tfstack cannot
+            honour (see `tfstack.serving.server._request_log.validate_logging_config`).
     """
     kind = config.WhichOneof("config")
     if kind == "custom_model_config":
@@ -118,8 +119,11 @@ def validate_model_config(
                 f"platform requested is {platform}",
             )
         if entry.HasField("logging_config"):
-            # The OSS server wires no request logger (spec §4.1 quirk).
-            raise StatusError(Code.INVALID_ARGUMENT, "No request-logger-creator provided.")
+            # TF Serving's OSS server has no log collector and refuses this (spec §4.1 quirk);
+            # tfstack provides one, and checks the config before anything is applied.
+            from tfstack.serving.server._request_log import validate_logging_config
+
+            validate_logging_config(entry.name, entry.logging_config)
     return entries
 
 

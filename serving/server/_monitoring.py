@@ -218,6 +218,9 @@ class ServerMetrics:
         self.warmup_records_read = counter("/tensorflow/serving/model_warmup_records_read", ["model_path", "status"])
         self.load_attempt_count = counter("/tensorflow/cc/saved_model/load_attempt_count", ["model_path", "status"])
         self.load_latency = counter("/tensorflow/cc/saved_model/load_latency", ["model_path"])
+        self.request_log_count = counter("/tensorflow/serving/request_log_count", ["model_name", "status_code"])
+        # tfstack's own: sampled requests the log writer could not keep up with.
+        self.request_log_dropped = counter("/tensorflow/serving/request_log_dropped", ["model_name"])
 
     def page(self) -> str:
         """The Prometheus text page."""
@@ -249,6 +252,14 @@ class ServerMetrics:
         if self.wrapped_run_count is None:
             self.wrapped_run_count = self._counter("/tensorflow/serving/batching_session/wrapped_run_count", [])
         self.wrapped_run_count.inc()
+
+    def observe_request_log(self, model_name: str, status_code: str) -> None:
+        """`ServerRequestLogger(on_logged=...)`: one sampled request written (or failed), as request_logger.cc counts."""
+        self.request_log_count.labels(model_name, status_code).inc()
+
+    def observe_request_log_dropped(self, model_name: str) -> None:
+        """`ServerRequestLogger(on_dropped=...)`: one sampled request dropped because the writer fell behind."""
+        self.request_log_dropped.labels(model_name).inc()
 
     def grpc_interceptor(self):
         """A grpc.aio server interceptor counting Predict/Classify/Regress like TF Serving."""

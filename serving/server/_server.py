@@ -49,6 +49,13 @@ def _check_options(options: ServerOptions) -> None:
             Code.FAILED_PRECONDITION,
             "server_options.batching_parameters_file is set without setting server_options.enable_batching to true.",
         )
+    if options.request_log_max_file_mb < 1 or options.request_log_max_total_mb < options.request_log_max_file_mb:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            "--request_log_max_file_mb must be >= 1 and --request_log_max_total_mb at least as large. Received: "
+            f"--request_log_max_file_mb={options.request_log_max_file_mb} "
+            f"--request_log_max_total_mb={options.request_log_max_total_mb}",
+        )
     if not options.model_config_file and not options.model_base_path:
         raise StatusError(
             Code.INVALID_ARGUMENT, "Both server_options.model_base_path and server_options.model_config_file are empty!"
@@ -123,6 +130,10 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
             activity.active -= 1
 
     app.middlewares.append(track)
+    if core.request_logger is not None:
+        from tfstack.serving.server._request_log import rest_request_id_middleware
+
+        app.middlewares.append(rest_request_id_middleware(core.request_logger))
     runner_kwargs = {"handle_signals": False, "access_log": None, **getattr(_rest, "RUNNER_KWARGS", {})}
     runner = web.AppRunner(app, **runner_kwargs)
     await runner.setup()
@@ -156,10 +167,22 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
     except StatusError as exc:
         return _startup_failure(exc)
 
+    from tfstack.serving.server._request_log import LogLimits, ServerRequestLogger
+
+    request_logger = ServerRequestLogger(
+        limits=LogLimits(
+            max_file_bytes=options.request_log_max_file_mb * 1024 * 1024,
+            max_total_bytes=options.request_log_max_total_mb * 1024 * 1024,
+        ),
+        saved_model_tags=bundle.saved_model_tags,
+        on_logged=metrics.observe_request_log if metrics is not None else None,
+        on_dropped=metrics.observe_request_log_dropped if metrics is not None else None,
+    )
     core = ServerCore(
         inference_threads=max(1, options.grpc_max_threads, options.rest_api_num_threads),
         batching=batching,
         on_inference=metrics.observe_inference if metrics is not None else None,
+        request_logger=request_logger,
     )
     manager = ModelManager(
         core,
@@ -193,6 +216,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             return _startup_failure(exc)
 
         from tfstack.serving.server.grpc._service import build_grpc_server, parse_channel_arguments
+        from tfstack.serving.server._request_log import request_id_interceptor
 
         try:
             channel_arguments = parse_channel_arguments(options.grpc_channel_arguments)
@@ -203,7 +227,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             manager,
             tensor_content=options.enable_serialization_as_tensor_content,
             channel_arguments=channel_arguments,
-            interceptors=[metrics.grpc_interceptor()] if metrics is not None else (),
+            interceptors=[*([metrics.grpc_interceptor()] if metrics is not None else ()), request_id_interceptor(request_logger)],
         )
         try:
             if options.port:
@@ -235,6 +259,7 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
         await _shutdown(grpc_server, rest_runner, rest_activity, manager, core)
         if batching is not None:
             batching.close()
+        request_logger.close()  # writes what is queued
 
 
 async def _shutdown(grpc_server, rest_runner, rest_activity, manager: ModelManager, core: ServerCore) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 from click.testing import CliRunner
 
 from tfstack import export
@@ -59,6 +60,27 @@ def test_show_prints_the_manifest_summary_and_json(make_spec, base_path):
     code, out = _run("show", "tiny-classification", "1", "--json", "--base-path", str(base_path))
     assert code == 0, out
     assert json.loads(out) == published.manifest
+
+
+def test_show_prints_the_data_profile(make_spec, base_path):
+    import dataclasses
+
+    spec = make_spec("classification")
+    rows = {name: np.concatenate([array] * 4) for name, array in spec.sample_inputs.items()}
+    profile = export.build_profile(spec.features, rows, task="classification", class_names=spec.class_names,
+                                   source="training split", labels=np.array([0, 1, 1, 1]))
+    export.publish(dataclasses.replace(spec, data_profile=profile), base_path)
+
+    result = CliRunner().invoke(models, ["show", "tiny-classification", "--base-path", str(base_path)],
+                                env={"COLUMNS": "200"})
+    code, out = result.exit_code, result.output
+    assert code == 0, out
+    assert f"data profile (training split, {profile['rows']} rows)" in out
+    for feature in profile["features"]:
+        assert feature["name"] in out
+    assert "test labels: " in out and "75.0%" in out
+    code, out = _run("show", "tiny-classification", "--json", "--base-path", str(base_path))
+    assert json.loads(out)["data_profile"] == profile
 
 
 def test_show_errors_are_one_line(make_spec, base_path, tmp_path):

@@ -77,6 +77,13 @@ def test_a_keras_file_from_a_user_script_is_published_and_serves_like_keras(user
     request = json.loads((version / "assets.extra" / "sample_request.json").read_text())
     np.testing.assert_allclose(request["inputs"]["features"], np.load(user_model / "rows.npy")[:3], rtol=1e-6)
     assert export.check_saved_model(version).ok
+    # The data profile comes from every sample row (not only those kept for warmup), with the
+    # model's own predictions on them as the prediction baseline.
+    profile = export.read_profile(version)
+    (features,) = profile["features"]
+    assert profile["source"] == "sample rows.npy" and profile["rows"] == 6 and features["count"] == 24
+    assert features["mean"] == pytest.approx(float(np.load(user_model / "rows.npy").mean()), rel=1e-5)
+    assert sum(profile["predictions"]["counts"]) == 6
 
     again = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base))
     assert again.exit_code == 0 and "version 2" in again.output

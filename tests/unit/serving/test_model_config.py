@@ -35,13 +35,44 @@ def test_good_config_and_policies():
         ("config { name: 'a' base_path: '/m' }",
          "Illegal setting neither ModelServerConfig::model_type (deprecated) nor ModelServerConfig::model_platform, model name is a"),
         ("config { name: 'a' base_path: '/m' model_platform: 'pytorch' }", "Model a requests unsupported platform pytorch"),
-        ("config { name: 'a' base_path: '/m' model_platform: 'tensorflow' logging_config {} }", "No request-logger-creator provided."),
     ],
 )
 def test_validation_errors(body, text):
     with pytest.raises(StatusError) as info:
         validate_model_config(_config(body))
     assert info.value.code is Code.INVALID_ARGUMENT and info.value.message == text
+
+
+_LOGGED = "config {{ name: 'a' base_path: '/m' model_platform: 'tensorflow' logging_config {{ {} }} }}"
+
+
+@pytest.mark.parametrize(
+    ("logging", "code", "text"),
+    [
+        # LogCollector::Create (core/log_collector.cc): no factory registered for the type.
+        ("", Code.NOT_FOUND, "Cannot find LogCollector::Factory for type: "),
+        ("log_collector_config { type: 'kafka' filename_prefix: '/l/a' }", Code.NOT_FOUND,
+         "Cannot find LogCollector::Factory for type: kafka"),
+        # logging_config.proto: "Valid range: [0, 1.0]".
+        ("log_collector_config { type: 'tfrecord' filename_prefix: '/l/a' } sampling_config { sampling_rate: 1.5 }",
+         Code.INVALID_ARGUMENT, "logging_config of model a: sampling_config.sampling_rate must be in [0, 1]. Received: 1.5"),
+        ("log_collector_config { type: 'tfrecord' filename_prefix: 'logs/a' }", Code.INVALID_ARGUMENT,
+         "logging_config of model a: log_collector_config.filename_prefix must be an absolute path ending in a file "
+         "name prefix, e.g. /var/log/tfstack/a/requests. Received: 'logs/a'"),
+    ],
+)
+def test_logging_config_tfstack_cannot_honour_is_refused(logging, code, text):
+    # TF Serving's OSS server refuses every logging_config ("No request-logger-creator provided.",
+    # server_request_logger.cc); tfstack registers the `tfrecord` collector and refuses the rest.
+    with pytest.raises(StatusError) as info:
+        validate_model_config(_config(_LOGGED.format(logging)))
+    assert (info.value.code, info.value.message) == (code, text)
+
+
+def test_tfrecord_logging_config_is_accepted():
+    body = _LOGGED.format("log_collector_config { type: 'tfrecord' filename_prefix: '/l/a' } sampling_config { sampling_rate: 0.1 }")
+    (entry,) = validate_model_config(_config(body))
+    assert entry.logging_config.sampling_config.sampling_rate == pytest.approx(0.1)
 
 
 def test_unparsable_file_names_the_path(tmp_path):
