@@ -57,7 +57,7 @@ def _cast(name: str, array: np.ndarray, info: TensorInfo, sel: ModelSelector) ->
         if source.kind == "f":
             overflow = np.isinf(cast) & np.isfinite(array)
             if overflow.any():
-                value = array[overflow].flat[0]
+                value = array[overflow].flat[0].item()
                 raise _refuse(name, f"{source} values such as {value!r} beyond {target}'s range", info, sel,
                                       "scale them or change the model's input dtype")
         return cast
@@ -65,14 +65,14 @@ def _cast(name: str, array: np.ndarray, info: TensorInfo, sel: ModelSelector) ->
     if source.kind == "f":
         bad = ~np.isfinite(array) | (array != np.trunc(array))
         if bad.any():
-            value = array[bad].flat[0]
+            value = array[bad].flat[0].item()
             raise _refuse(name, f"{source} values that are not whole numbers (e.g. {value!r})", info, sel,
                                   f"round them first if that is intended, e.g. np.rint(x).astype(np.{target.name})")
     if array.size and source.kind != "b":
         limits = np.iinfo(target)
         low, high = array.min(), array.max()
         if low < limits.min or high > limits.max:
-            value = low if low < limits.min else high
+            value = (low if low < limits.min else high).item()
             raise _refuse(name, f"{value!r}, outside {target}'s range [{limits.min}, {limits.max}]", info, sel,
                                   "the value would wrap around")
     return array.astype(target)
