@@ -31,6 +31,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The extra that installs what each command needs (pyproject's optional dependencies).
+_EXTRA_FOR_COMMAND = {"train": "train", "models": "train", "export": "train", "serve": "serve", "rollout": "serve", "bench": "bench"}
+
+
+def _install_hint(command: str | None) -> str:
+    extra = _EXTRA_FOR_COMMAND.get(command or "", "full")
+    also = "" if extra == "full" else " (or 'tfstack[full]' for every command)"
+    return f"pip install 'tfstack[{extra}]'{also}"
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -45,7 +55,7 @@ class _LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             raise click.ClickException(
                 f"`tfstack {cmd_name}` needs a dependency that is not installed ({exc.name}). "
-                "Install the full project with: pip install 'tfstack[full]'"
+                f"Install it with: {_install_hint(cmd_name)}"
             ) from exc
         return getattr(module, attribute)
 
@@ -126,6 +136,7 @@ def _prepare_environment(args: list[str]) -> None:
 
 
 def main() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     try:
         _prepare_environment(sys.argv[1:])
         cli()
@@ -135,7 +146,7 @@ def main() -> None:
             raise
         click.echo(
             f"Error: this command needs {exc.name!r}, which the light client install does not include. "
-            "Install the full project with: pip install 'tfstack[full]'",
+            f"Install it with: {_install_hint(command)}",
             err=True,
         )
         raise SystemExit(1) from exc

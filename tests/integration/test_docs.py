@@ -3,7 +3,7 @@ and docs/rollout.md runs against real servers on small models (issue 18).
 
 A block runs as written, in a directory whose `models/` holds tiny stand-ins for the models the
 docs name (digits, half_plus_two, iris), with two substitutions: the documented ports
-(8500/8501 on 127.0.0.1 or localhost) become the test server's free ports, and `tfstack` and
+(8500/8501 after 127.0.0.1:, localhost:, --port= or --rest_api_port=) become free ports, and `tfstack` and
 `python` are this checkout's. A block that cannot run here is preceded by
 `<!-- docs-test: skip: <reason> -->`, and the reason is shown as the test's skip reason.
 A fenced block must name its language (sh, python, text, ...), so a new command cannot slip by.
@@ -33,7 +33,7 @@ DOCS = ("README.md", "client/README.md", "docs/rollout.md")
 RUNNABLE = {"sh": "shell", "bash": "shell", "python": "python"}
 FENCE = re.compile(r"^```(?P<lang>\S*)\n(?P<body>.*?)^```$", re.S | re.M)
 DIRECTIVE = re.compile(r"<!-- docs-test: (?P<what>skip): (?P<reason>.+?) -->\s*$")
-PORTS = re.compile(r"\b(?:127\.0\.0\.1|localhost):(?P<port>850[01])\b")
+PORTS = re.compile(r"(?P<prefix>\b(?:127\.0\.0\.1|localhost):|--port=|--rest_api_port=)(?P<port>850[01])\b")
 TIMEOUT = 240
 
 
@@ -139,7 +139,7 @@ def _environment() -> dict[str, str]:
 
 
 def _run(block: Block, cwd: Path, grpc_port: int, rest_port: int, *, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    body = PORTS.sub(lambda m: f"127.0.0.1:{grpc_port if m['port'] == '8500' else rest_port}", block.body)
+    body = PORTS.sub(lambda m: f"{m['prefix']}{grpc_port if m['port'] == '8500' else rest_port}", block.body)
     if RUNNABLE[block.lang] == "python":
         command = [sys.executable, "-c", body]
     else:
