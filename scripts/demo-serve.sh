@@ -32,7 +32,8 @@ trap cleanup EXIT
 
 echo "== waiting for $model to be AVAILABLE (server log: $log)"
 deadline=$((SECONDS + wait_seconds))
-until "$BIN/tfstack" status "$model" --rest "$rest" >/dev/null 2>&1; do
+# Short waits in a loop, so a server that died is noticed within seconds.
+until "$BIN/tfstack" status "$model" --rest "$rest" --wait 3 >/dev/null 2>&1; do
   if ! kill -0 "$server" 2>/dev/null; then
     wait "$server" && code=0 || code=$?
     echo "the server exited (status $code) before $model became available; its log:" >&2
@@ -44,7 +45,7 @@ until "$BIN/tfstack" status "$model" --rest "$rest" >/dev/null 2>&1; do
     cat "$log" >&2
     exit 1
   fi
-  sleep 0.5
+  sleep 0.2
 done
 "$BIN/tfstack" status "$model" --rest "$rest"
 echo "== predict over REST (version $latest, request $request)"

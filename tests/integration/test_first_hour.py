@@ -34,23 +34,42 @@ def _tfstack(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _publish_iris(models: Path) -> None:
+    """What `tfstack train --dataset iris` publishes: `features` float32 [4] -> three classes."""
+    import keras
+    import numpy as np
+
+    import export
+
+    x = keras.Input((4,), name="features", dtype="float32")
+    model = keras.Model({"features": x}, keras.layers.Dense(3, activation="softmax")(x))
+    export.publish(export.ExportSpec(
+        model_name="iris", task="classification", keras_model=model,
+        features=(export.FeatureSpec(name="features", dtype="float32", shape=(4,)),),
+        class_names=("setosa", "versicolor", "virginica"),
+        sample_inputs={"features": np.ones((3, 4), np.float32)},
+        metrics={"accuracy": 0.9}, training_config={}, dataset={"name": "iris"},
+    ), models)
+
+
 def test_train_prints_no_native_log_lines_and_whole_tables_then_refuses_another_schema(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    first = _tfstack("train", "--dataset", "iris", "--epochs", "1", "--base-path", str(models), cwd=tmp_path)
-    assert first.returncode == 0, first.stderr
-    output = first.stdout + first.stderr
+    _publish_iris(models)
+    before = tree_digest(models)
+
+    csv_path = tmp_path / "iris.csv"  # named like the existing model, other columns
+    csv_path.write_text("a,b,label\n" + "".join(f"{i % 5},{i % 3}.5,{'xy'[i % 2]}\n" for i in range(40)))
+    run = _tfstack("train", "--csv", str(csv_path), "--target", "label", "--epochs", "1",
+                   "--base-path", str(models), cwd=tmp_path)
+
+    output = run.stdout + run.stderr
     noise = [line for line in output.splitlines() if NATIVE_LOG_LINE.match(line) or "absl::InitializeLog" in line or "cuInit" in line]
     assert noise == []
+    assert "Test metrics" in run.stdout and "Per-class report" in run.stdout
     assert "…" not in output  # nothing cut to fit 80 columns
-    assert "Published iris version 1" in first.stdout
 
-    csv_path = tmp_path / "iris.csv"
-    csv_path.write_text("a,b,label\n" + "".join(f"{i % 5},{i % 3}.5,{'xy'[i % 2]}\n" for i in range(40)))
-    before = tree_digest(models)
-    refused = _tfstack("train", "--csv", str(csv_path), "--target", "label", "--epochs", "1",
-                       "--base-path", str(models), "--run-dir", str(tmp_path / "run2"), cwd=tmp_path)
-    assert refused.returncode == 1
-    assert "Refusing to publish a new version of 'iris'" in refused.stderr
-    assert "serving_default: input 'features' was removed" in refused.stderr
-    assert "--model-name" in refused.stderr and "--allow-schema-change" in refused.stderr
+    assert run.returncode == 1
+    assert "Refusing to publish a new version of 'iris'" in run.stderr
+    assert "serving_default: input 'features' was removed" in run.stderr
+    assert "--model-name" in run.stderr and "--allow-schema-change" in run.stderr
     assert tree_digest(models) == before
