@@ -25,11 +25,13 @@ from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
+    SchemaChangeError,
     VerificationError,
     VersionExistsError,
     VersionNotFoundError,
 )
 from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
+from tfstack.export._compat import SignatureComparison, compare_signatures
 from tfstack.export._external import export_model
 from tfstack.export._repository import ModelRepository, publish
 from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion
@@ -43,11 +45,14 @@ __all__ = [
     "ModelRepository",
     "PublishedVersion",
     "RepositoryError",
+    "SchemaChangeError",
     "SignatureCheck",
+    "SignatureComparison",
     "VerificationError",
     "VersionExistsError",
     "VersionNotFoundError",
     "check_saved_model",
+    "compare_signatures",
     "export_model",
     "publish",
 ]

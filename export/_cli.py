@@ -270,8 +270,11 @@ def _print_manifest(manifest: dict[str, Any], path: str) -> None:
 @click.option("--sample", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Real input rows (.npy, .npz, .json or .csv) for verification and warmup records.")
 @click.option("--tags", default="serve", show_default=True, help="SavedModel sources: MetaGraph tags TF Serving loads.")
+@click.option("--allow-schema-change", is_flag=True,
+              help="Publish even if the inputs/outputs differ incompatibly from the model's latest version.")
 def export_command(source: str, model_name: str, base_path: str, version: int | None, inputs: tuple[str, ...],
-                   class_names: str | None, regression: bool, sample: str | None, tags: str) -> None:
+                   class_names: str | None, regression: bool, sample: str | None, tags: str,
+                   allow_schema_change: bool) -> None:
     """Publish your own model (a .keras/.h5 file or a SavedModel directory) as a TF Serving version.
 
     The version is checked the way TF Serving loads it (Session loader, every signature, against
@@ -291,7 +294,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
         published = export_model(
             source, base_path, model_name=model_name, inputs=list(inputs) or None, class_names=names,
             task="regression" if regression else None, sample=sample, version=version,
-            tags=tuple(t for t in tags.split(",") if t),
+            tags=tuple(t for t in tags.split(",") if t), allow_schema_change=allow_schema_change,
         )
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc

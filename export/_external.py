@@ -36,6 +36,7 @@ def export_model(
     sample: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     version: int | None = None,
     tags: Sequence[str] = ("serve",),
+    allow_schema_change: bool = False,
 ) -> PublishedVersion:
     """Publish your own model as a new version of `model_name` under `base_path`, TF Serving-ready.
 
@@ -54,13 +55,15 @@ def export_model(
             Keras models: 2 rows of zeros; for a SavedModel: keep its own warmup records, if any.
         version: an explicit version number; default max(existing)+1.
         tags: SavedModel sources: the MetaGraph tags TF Serving will load.
+        allow_schema_change: publish even if the signatures break the latest version's clients.
 
     Returns:
         The PublishedVersion.
 
     Raises:
         ExportError: the model cannot be loaded or exported; VerificationError (a subclass) if
-            TF Serving's loader would not load it or it predicts differently from Keras.
+            TF Serving's loader would not load it or it predicts differently from Keras;
+            SchemaChangeError if `model_name` exists and its clients would break.
         TypeError, ValueError: bad arguments (before anything is written).
 
     Example:
@@ -87,14 +90,14 @@ def export_model(
             sample_inputs = load_sample(sample, _saved_model_features(source, tuple(tags)))
         return repository.publish_saved_model(
             source, model_name, version=version, sample_inputs=sample_inputs, tags=tuple(tags),
-            manifest_updates={"published_from": str(source.absolute())},
+            manifest_updates={"published_from": str(source.absolute())}, allow_schema_change=allow_schema_change,
         )
     keras_model, source_text = _load_keras(model)
     spec = keras_export_spec(
         keras_model, model_name=model_name, inputs=inputs, class_names=class_names, task=task, sample=sample,
         source=source_text,
     )
-    return repository.publish(spec, version=version)
+    return repository.publish(spec, version=version, allow_schema_change=allow_schema_change)
 
 
 def keras_export_spec(

@@ -76,11 +76,13 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--model-name", default=None, help="Name in the repository. [default: the dataset name]")
 @click.option("--version", "version", type=int, default=None, help="Publish as this version (must not exist).")
 @click.option("--no-export", is_flag=True, help="Train and evaluate only; publish nothing.")
+@click.option("--allow-schema-change", is_flag=True,
+              help="Publish even if the inputs/outputs differ incompatibly from the model's latest version.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or tables; print only the published path.")
 def train(
     dataset, csv_path, target, image_dir, image_size, color_mode, task, model, hidden, activation, optimizer,
     learning_rate, momentum, batch_size, epochs, patience, validation_split, test_split, seed, strategy,
-    local_workers, run_dir, base_path, model_name, version, no_export, quiet,
+    local_workers, run_dir, base_path, model_name, version, no_export, allow_schema_change, quiet,
 ) -> None:
     """Train a model and publish it as a new version under --base-path.
 
@@ -148,7 +150,9 @@ def train(
     from tfstack import export
 
     try:
-        published = export.publish(result.export_spec(), base_path, version=version)
+        published = export.publish(
+            result.export_spec(), base_path, version=version, allow_schema_change=allow_schema_change
+        )
     except export.ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     if quiet:

@@ -78,8 +78,10 @@ def test_a_keras_file_from_a_user_script_is_published_and_serves_like_keras(user
     np.testing.assert_allclose(request["inputs"]["features"], np.load(user_model / "rows.npy")[:3], rtol=1e-6)
     assert export.check_saved_model(version).ok
 
-    again = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base))
-    assert again.exit_code == 0 and "version 2" in again.output
+    # Same inputs and outputs (the input renamed as before): the next version.
+    again = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base),
+                    "--input", "features")
+    assert again.exit_code == 0 and "version 2" in again.output, again.output
 
 
 def test_a_keras_model_object_with_named_dict_inputs_and_a_string_lookup(tmp_path):
