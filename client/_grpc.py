@@ -17,7 +17,8 @@ from tfstack.client._arguments import Feature, ModelSelector
 from tfstack.client._errors import BadResponseError, ServingError, error_for, normalise_code
 from tfstack.client._options import DEFAULT_MAX_MESSAGE_SIZE, TlsConfig
 from tfstack.client._proto import tfstack_serving_pb2 as pb
-from tfstack.client._protocol import Operation, SignatureCache, single_input_name
+from tfstack.client._conform import conform_inputs, explain_rejection
+from tfstack.client._protocol import Operation, SignatureCache, signature_for_inputs, single_input_name
 from tfstack.client._results import (
     Classification,
     ClassifyResult,
@@ -101,15 +102,24 @@ class GrpcCodec:
     def predict(
         self, sel: ModelSelector, inputs: dict[str, np.ndarray] | np.ndarray, output_filter: tuple[str, ...]
     ) -> Operation[dict[str, np.ndarray]]:
+        signature = yield from signature_for_inputs(self._signatures, self, sel)
+        inputs = conform_inputs(signature, inputs, sel)
         if isinstance(inputs, np.ndarray):
-            signature = yield from self._signatures.lookup(self, sel)
+            if signature is None:  # the name is needed; let the lookup's own error say why it failed
+                signature = yield from self._signatures.lookup(self, sel)
             inputs = {single_input_name(signature, sel): inputs}
         request = pb.PredictRequest()
         _model_spec(request.model_spec, sel)
         for name, array in inputs.items():
             to_tensor_proto(array, request.inputs[name])
         request.output_filter.extend(output_filter)
-        response = yield GrpcCall(PREDICT, request, pb.PredictResponse)
+        try:
+            response = yield GrpcCall(PREDICT, request, pb.PredictResponse)
+        except ServingError as exc:
+            explained = explain_rejection(exc, signature, inputs, sel)
+            if explained is exc:
+                raise
+            raise explained from exc
         return {name: to_ndarray(tensor, name) for name, tensor in response.outputs.items()}
 
     def classify(

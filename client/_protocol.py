@@ -104,6 +104,21 @@ class SignatureCache:
         return signature
 
 
+def signature_for_inputs(cache: SignatureCache, codec: Codec, sel: ModelSelector) -> Operation[SignatureInfo | None]:
+    """The signature to check predict inputs against, or None when the server will not say.
+
+    A metadata failure other than an unreachable server or a spent deadline (an unknown model
+    or signature, a server without the metadata API) is left to the Predict call itself, so
+    its error is the server's own.
+    """
+    try:
+        return (yield from cache.lookup(codec, sel))
+    except (ServerUnavailableError, RequestTimeoutError):
+        raise
+    except ServingError:
+        return None
+
+
 def single_input_name(signature: SignatureInfo, sel: ModelSelector) -> str:
     """The one input name of a signature, for inputs passed as a bare array."""
     if len(signature.inputs) != 1:

@@ -32,7 +32,8 @@ from tfstack.client._errors import (
     error_for,
 )
 from tfstack.client._options import TlsConfig
-from tfstack.client._protocol import Operation, SignatureCache, check_output_filter
+from tfstack.client._conform import conform_inputs, explain_rejection
+from tfstack.client._protocol import Operation, SignatureCache, check_output_filter, signature_for_inputs
 from tfstack.client._results import (
     Classification,
     ClassifyResult,
@@ -82,8 +83,16 @@ class RestCodec:
     def predict(
         self, sel: ModelSelector, inputs: dict[str, np.ndarray] | np.ndarray, output_filter: tuple[str, ...]
     ) -> Operation[dict[str, np.ndarray]]:
+        signature = yield from signature_for_inputs(self._signatures, self, sel)
+        inputs = conform_inputs(signature, inputs, sel)
         body = codec_json.predict_body(sel.signature_name, inputs, row_format=self.row_format)
-        document = yield HttpRequest("POST", self._path(sel, verb="predict"), body)
+        try:
+            document = yield HttpRequest("POST", self._path(sel, verb="predict"), body)
+        except ServingError as exc:
+            explained = explain_rejection(exc, signature, inputs, sel)
+            if explained is exc:
+                raise
+            raise explained from exc
         codec_json.check_predict_document(document, row_format=self.row_format)
         signature = yield from self._signatures.lookup(self, sel)
         named = codec_json.named_outputs(document, row_format=self.row_format)

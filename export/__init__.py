@@ -25,11 +25,13 @@ from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
+    SchemaChangeError,
     VerificationError,
     VersionExistsError,
     VersionNotFoundError,
 )
 from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
+from tfstack.export._compat import SignatureComparison, compare_signatures
 from tfstack.export._external import export_model
 from tfstack.export._manifest import key_metric, read_signature_summary
 from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
@@ -47,7 +49,9 @@ __all__ = [
     "ModelRepository",
     "PublishedVersion",
     "RepositoryError",
+    "SchemaChangeError",
     "SignatureCheck",
+    "SignatureComparison",
     "VerificationError",
     "VersionExistsError",
     "VersionNotFoundError",
@@ -55,6 +59,7 @@ __all__ = [
     "build_profile",
     "check_model_name",
     "check_saved_model",
+    "compare_signatures",
     "export_model",
     "file_fingerprint",
     "key_metric",

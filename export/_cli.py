@@ -330,9 +330,11 @@ def _print_profile(profile: dict[str, Any]) -> None:
 @click.option("--tags", default="serve", show_default=True, help="SavedModel sources: MetaGraph tags TF Serving loads.")
 @click.option("--warmup-from", "warmup_from", multiple=True, metavar="LOGS",
               help="Request logs (file, directory or logging_config prefix); up to 100 of their requests become warmup records.")
+@click.option("--allow-schema-change", is_flag=True,
+              help="Publish even if the inputs/outputs differ incompatibly from the model's latest version.")
 def export_command(source: str, model_name: str, base_path: str, version: int | None, inputs: tuple[str, ...],
                    class_names: str | None, regression: bool, sample: str | None, tags: str,
-                   warmup_from: tuple[str, ...]) -> None:
+                   warmup_from: tuple[str, ...], allow_schema_change: bool) -> None:
     """Publish your own model (a .keras/.h5 file or a SavedModel directory) as a TF Serving version.
 
     The version is checked the way TF Serving loads it (Session loader, every signature, against
@@ -353,6 +355,7 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
             source, base_path, model_name=model_name, inputs=list(inputs) or None, class_names=names,
             task="regression" if regression else None, sample=sample, version=version,
             tags=tuple(t for t in tags.split(",") if t), warmup_from=warmup_from,
+            allow_schema_change=allow_schema_change,
         )
     except (ValueError, TypeError) as exc:
         raise click.UsageError(str(exc)) from exc

@@ -25,3 +25,7 @@ class CorruptVersionError(RepositoryError):
 
 class VerificationError(ExportError):
     """The freshly written SavedModel did not reload, lacks a signature, or predicts differently."""
+
+
+class SchemaChangeError(RepositoryError):
+    """A new version would break the existing model's clients (inputs or outputs changed); nothing was written."""

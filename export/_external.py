@@ -37,6 +37,7 @@ def export_model(
     version: int | None = None,
     tags: Sequence[str] = ("serve",),
     warmup_from: Sequence[str | os.PathLike[str]] = (),
+    allow_schema_change: bool = False,
 ) -> PublishedVersion:
     """Publish your own model as a new version of `model_name` under `base_path`, TF Serving-ready.
 
@@ -57,13 +58,15 @@ def export_model(
         tags: SavedModel sources: the MetaGraph tags TF Serving will load.
         warmup_from: request logs (files, directories or logging_config prefixes); up to 100 of
             their requests join the warmup records.
+        allow_schema_change: publish even if the signatures break the latest version's clients.
 
     Returns:
         The PublishedVersion.
 
     Raises:
         ExportError: the model cannot be loaded or exported; VerificationError (a subclass) if
-            TF Serving's loader would not load it or it predicts differently from Keras.
+            TF Serving's loader would not load it or it predicts differently from Keras;
+            SchemaChangeError if `model_name` exists and its clients would break.
         TypeError, ValueError: bad arguments (before anything is written).
 
     Example:
@@ -94,7 +97,7 @@ def export_model(
         return repository.publish_saved_model(
             source, model_name, version=version, sample_inputs=sample_inputs, tags=tuple(tags),
             manifest_updates={"published_from": str(source.absolute())}, data_profile=data_profile,
-            warmup_from=tuple(str(p) for p in warmup_from),
+            warmup_from=tuple(str(p) for p in warmup_from), allow_schema_change=allow_schema_change,
         )
     keras_model, source_text = _load_keras(model)
     spec = keras_export_spec(
@@ -105,7 +108,7 @@ def export_model(
         import dataclasses
 
         spec = dataclasses.replace(spec, warmup_from=tuple(str(p) for p in warmup_from))
-    return repository.publish(spec, version=version)
+    return repository.publish(spec, version=version, allow_schema_change=allow_schema_change)
 
 
 def keras_export_spec(

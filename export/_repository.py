@@ -7,6 +7,9 @@ Guarantees (what serving and rollout can rely on):
 - New version numbers are max(existing)+1, chosen under a per-model file lock
   (`.publish.lock`), so concurrent publishers (threads or processes) never collide, and an
   existing version is never overwritten.
+- A new version of an existing model must accept what the latest version accepted and answer
+  with the same outputs (`compare_signatures`); otherwise publishing raises SchemaChangeError
+  and leaves the repository untouched, unless `allow_schema_change=True`.
 - A publisher killed mid-way leaves only its staging directory; the next publish removes
   staging directories whose owner is gone (each is guarded by its own `.staging-<id>.lock`,
   held for the publisher's lifetime and released by the OS when it dies).
@@ -30,6 +33,7 @@ from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
     RepositoryError,
+    SchemaChangeError,
     VerificationError,
     VersionExistsError,
     VersionNotFoundError,
@@ -132,25 +136,32 @@ class ModelRepository:
 
     # ---- writing -------------------------------------------------------------------------
 
-    def publish(self, spec: ExportSpec, *, version: int | None = None) -> PublishedVersion:
+    def publish(
+        self, spec: ExportSpec, *, version: int | None = None, allow_schema_change: bool = False
+    ) -> PublishedVersion:
         """Export `spec` as a new version, atomically; see the module docstring for the guarantees.
 
         Args:
             spec: what to export.
             version: an explicit version number; default max(existing)+1.
+            allow_schema_change: publish even if the signatures break the latest version's clients.
 
         Returns:
             The PublishedVersion (model_name, version, path, manifest).
 
         Raises:
             VersionExistsError: `version` is given and already exists.
+            SchemaChangeError: the model exists and the new signatures would break its clients.
             RepositoryError: base_path is a file, cannot be created or is not writable.
             VerificationError: the written SavedModel did not reload or predicts differently.
             ExportError: saving failed for another reason.
         """
         if not isinstance(spec, ExportSpec):
             raise TypeError(f"spec must be an export.ExportSpec. Received: spec={type(spec).__name__}")
-        return self._publish(spec.model_name, version, lambda staging: self._stage_export(spec, staging))
+        return self._publish(
+            spec.model_name, version, lambda staging: self._stage_export(spec, staging),
+            allow_schema_change=allow_schema_change,
+        )
 
     def publish_saved_model(
         self,
@@ -163,6 +174,7 @@ class ModelRepository:
         tags: tuple[str, ...] = ("serve",),
         data_profile: Mapping[str, Any] | None = None,
         warmup_from: Sequence[str] = (),
+        allow_schema_change: bool = False,
     ) -> PublishedVersion:
         """Copy an already exported SavedModel directory in as a new version, with publish's guarantees.
 
@@ -180,8 +192,10 @@ class ModelRepository:
             data_profile: the sample's data profile (`build_profile`), written to
                 `assets.extra/data_profile.json` (replacing the source's).
             warmup_from: request logs whose requests (at most 100) are added to the warmup records.
+            allow_schema_change: publish even if the signatures break the latest version's clients.
 
         Raises:
+            SchemaChangeError: the model exists and the new signatures would break its clients.
             RepositoryError: `source` is not a SavedModel directory, or the repository is not writable.
             VerificationError: the copy would not load or serve in TF Serving (one line saying why).
             VersionExistsError: `version` is given and already exists.
@@ -197,10 +211,16 @@ class ModelRepository:
             model_name, version,
             lambda staging: _stage_copy(source, staging, model_name, updates, sample_inputs=sample_inputs, tags=tuple(tags),
                                         data_profile=data_profile, warmup_from=tuple(warmup_from)),
+            allow_schema_change=allow_schema_change,
         )
 
     def _publish(
-        self, model_name: str, version: int | None, stage: Callable[[Path], Callable[[int, list[str]], dict[str, Any]]]
+        self,
+        model_name: str,
+        version: int | None,
+        stage: Callable[[Path], Callable[[int, list[str]], dict[str, Any]]],
+        *,
+        allow_schema_change: bool = False,
     ) -> PublishedVersion:
         """Stage a version with `stage(staging)`, then give it a number and rename it into place.
 
@@ -230,7 +250,9 @@ class ModelRepository:
             try:
                 staging.mkdir()
                 build_manifest = stage(staging)
-                published = self._commit_staged(model_name, staging, model_dir, version, build_manifest)
+                published = self._commit_staged(
+                    model_name, staging, model_dir, version, build_manifest, allow_schema_change=allow_schema_change
+                )
                 succeeded = True
                 return published
             except BaseException:
@@ -304,10 +326,15 @@ class ModelRepository:
         model_dir: Path,
         version: int | None,
         build_manifest: Callable[[int, list[str]], dict[str, Any]],
+        *,
+        allow_schema_change: bool = False,
     ) -> PublishedVersion:
         from tfstack.export import _manifest
 
         with self._publish_lock(model_dir):
+            if not allow_schema_change:
+                # Under the lock: compared with the version that is latest when this one lands.
+                self._check_schema(model_name, staging)
             if version is None:
                 existing = self._numeric_children(model_dir)
                 version = max(existing, default=0) + 1
@@ -337,6 +364,35 @@ class ModelRepository:
             # The model directory itself may be new; make its entry durable too.
             _fsync_dir(model_dir.parent)
         return PublishedVersion(model_name=model_name, version=version, path=target, manifest=manifest)
+
+    def _check_schema(self, model_name: str, staging: Path) -> None:
+        """Raise SchemaChangeError if the staged version would break the latest version's clients."""
+        from tfstack.export import _signatures
+
+        latest = self.latest(model_name)
+        if latest is None:
+            return
+        old: Any = None
+        with contextlib.suppress(ExportError):
+            old = self.manifest(model_name, latest).get("signatures")
+        if not isinstance(old, Mapping):
+            try:
+                old = _signatures.read_signature_summary(self._version_dirs(model_name)[latest])
+            except Exception:  # protobuf's DecodeError, OSError: a version we cannot read gives nothing to compare
+                return
+        from tfstack.export._compat import compare_signatures
+
+        comparison = compare_signatures(old, _signatures.read_signature_summary(staging))
+        if comparison.compatible:
+            return
+        breaks = "\n".join(f"  - {b}" for b in comparison.breaks)
+        raise SchemaChangeError(
+            f"Refusing to publish a new version of {model_name!r} under {self.base_path}: its signatures are "
+            f"incompatible with version {latest}, so clients of {model_name!r} would break; nothing was written.\n"
+            f"{breaks}\n"
+            f"Publish it under another name (--model-name NAME) or, if the clients are ready, force it "
+            f"(--allow-schema-change; in Python allow_schema_change=True)."
+        )
 
     def _base_exists(self) -> bool:
         if self.base_path.exists() and not self.base_path.is_dir():
@@ -429,8 +485,13 @@ class ModelRepository:
                 lock.release()
 
 
-def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int | None = None) -> PublishedVersion:
+def publish(
+    spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int | None = None, allow_schema_change: bool = False
+) -> PublishedVersion:
     """Export `spec` as a new version of `spec.model_name` under `base_path`, atomically.
+
+    A new version of an existing model whose signatures would break its clients is refused
+    (SchemaChangeError) unless `allow_schema_change=True`.
 
     Example:
         >>> published = export.publish(spec, "./models")
@@ -439,7 +500,7 @@ def publish(spec: ExportSpec, base_path: str | os.PathLike[str], *, version: int
 
     See `ModelRepository.publish` for the errors.
     """
-    return ModelRepository(base_path).publish(spec, version=version)
+    return ModelRepository(base_path).publish(spec, version=version, allow_schema_change=allow_schema_change)
 
 
 def _stage_copy(

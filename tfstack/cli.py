@@ -7,7 +7,13 @@ TensorFlow, which matters for the client-only install.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 
 import click
 
@@ -26,6 +32,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# The extra that installs what each command needs (pyproject's optional dependencies).
+_EXTRA_FOR_COMMAND = {"train": "train", "models": "train", "export": "train", "serve": "serve", "rollout": "serve", "bench": "bench"}
+
+
+def _install_hint(command: str | None) -> str:
+    extra = _EXTRA_FOR_COMMAND.get(command or "", "full")
+    also = "" if extra == "full" else " (or 'tfstack[full]' for every command)"
+    return f"pip install 'tfstack[{extra}]'{also}"
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -40,7 +56,7 @@ class _LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             raise click.ClickException(
                 f"`tfstack {cmd_name}` needs a dependency that is not installed ({exc.name}). "
-                "Install the full project with: pip install 'tfstack[full]'"
+                f"Install it with: {_install_hint(cmd_name)}"
             ) from exc
         return getattr(module, attribute)
 
@@ -63,8 +79,67 @@ _FULL_EXTRA_MODULES = frozenset(
 )
 
 
+# Commands that load TensorFlow anyway; main() imports it first, quietly (see _tensorflow_quietly).
+_TENSORFLOW_COMMANDS = frozenset({"train", "export", "serve", "bench"})
+# TF_CPP_MIN_LOG_LEVEL per command (0 all, 1 no INFO, 2 no WARNING, 3 no ERROR); a value the user
+# set wins. Training hides C++ errors too: TF 2.21's tf.data logs an ERROR about an attribute
+# (`use_unbounded_threadpool`) its own Python adds; real failures still raise in Python.
+# The server keeps TF's warnings, as tensorflow_model_server does.
+_TF_LOG_LEVEL = {"train": "3", "serve": "1"}
+# Lines TensorFlow's C++ prints while it loads, before it reads TF_CPP_MIN_LOG_LEVEL, and the
+# CUDA probe on a machine without a GPU: nothing a user can act on.
+_NATIVE_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|cudart_stub\.cc"
+    r"|Could not find cuda drivers|failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory"
+    r"|computation_placer\.cc|TF-TRT Warning|This TensorFlow binary is optimized to use available CPU instructions"
+    r"|To enable the following instructions"
+)
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    """Send file descriptor 2 to a file for the block, then replay every line that is not noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept = [line for line in sink.read().decode("utf-8", "replace").splitlines() if not _NATIVE_NOISE.search(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+def _tensorflow_quietly() -> None:
+    """Import TensorFlow and probe its devices (the CUDA probe logs an error without a GPU) with the noise dropped."""
+    with _native_stderr_filtered():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")
+
+
+def _prepare_environment(args: list[str]) -> None:
+    """Settings that must exist before TensorFlow loads (so here, not at import time)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_LOG_LEVEL.get(command, "2"))
+    if not sys.stdout.isatty():
+        # rich falls back to 80 columns without a terminal and cuts tables; piped output has no
+        # width to fit, so let tables take their natural width.
+        os.environ.setdefault("COLUMNS", "200")
+    asks_for_help = any(a in ("-h", "--help", "--helpfull", "--version") for a in args)
+    if command in _TENSORFLOW_COMMANDS and not asks_for_help:
+        _tensorflow_quietly()
+
+
 def main() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     try:
+        _prepare_environment(sys.argv[1:])
         cli()
     except ModuleNotFoundError as exc:
         # Commands import their heavy dependencies lazily, so this can surface mid-command.
@@ -72,7 +147,7 @@ def main() -> None:
             raise
         click.echo(
             f"Error: this command needs {exc.name!r}, which the light client install does not include. "
-            "Install the full project with: pip install 'tfstack[full]'",
+            f"Install it with: {_install_hint(command)}",
             err=True,
         )
         raise SystemExit(1) from exc

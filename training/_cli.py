@@ -76,6 +76,8 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--model-name", default=None, help="Name in the repository. [default: the dataset name]")
 @click.option("--version", "version", type=int, default=None, help="Publish as this version (must not exist).")
 @click.option("--no-export", is_flag=True, help="Train and evaluate only; publish nothing.")
+@click.option("--allow-schema-change", is_flag=True,
+              help="Publish even if the inputs/outputs differ incompatibly from the model's latest version.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or tables; print only the published path.")
 @click.option("--from-logs", "from_logs", multiple=True, metavar="LOGS",
               help="Request logs (file, directory or logging_config prefix) whose labelled rows join the training split.")
@@ -86,7 +88,8 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 def train(
     dataset, csv_path, target, image_dir, image_size, color_mode, task, model, hidden, activation, optimizer,
     learning_rate, momentum, batch_size, epochs, patience, validation_split, test_split, seed, strategy,
-    local_workers, run_dir, base_path, model_name, version, no_export, quiet, from_logs, labels, warmup_from,
+    local_workers, run_dir, base_path, model_name, version, no_export, allow_schema_change, quiet, from_logs, labels,
+    warmup_from,
 ) -> None:
     """Train a model and publish it as a new version under --base-path.
 
@@ -154,7 +157,10 @@ def train(
     from tfstack import export
 
     try:
-        published = export.publish(result.export_spec(warmup_from=tuple(warmup_from)), base_path, version=version)
+        published = export.publish(
+            result.export_spec(warmup_from=tuple(warmup_from)), base_path, version=version,
+            allow_schema_change=allow_schema_change,
+        )
     except export.ExportError as exc:
         raise click.ClickException(str(exc)) from exc
     if quiet:

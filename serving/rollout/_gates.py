@@ -78,35 +78,14 @@ def check_signatures(
     """Compare signature summaries (`manifest["signatures"]`: name -> inputs/outputs -> dtype/shape).
 
     Breaking: a signature of stable is missing, an input is added/removed or changes dtype or
-    narrows its shape, an output is removed or changes dtype or shape. With `allow_breaking`
+    narrows its shape, an output is removed or changes dtype or shape (`export.compare_signatures`,
+    the same rule export applies when publishing onto an existing model). With `allow_breaking`
     the gate passes but still lists what breaks.
     """
-    for name, value in (("stable", stable), ("candidate", candidate)):
-        if not isinstance(value, Mapping):
-            raise TypeError(f"{name} signatures must be a mapping of signature summaries. Received: {type(value).__name__}")
-    breaks: list[str] = []
-    notes: list[str] = []
-    for sig_name in sorted(stable):
-        if sig_name not in candidate:
-            breaks.append(f"signature {sig_name!r} is missing (candidate has {sorted(candidate)})")
-            continue
-        old, new = stable[sig_name], candidate[sig_name]
-        old_in, new_in = old.get("inputs", {}), new.get("inputs", {})
-        for key in sorted(set(old_in) - set(new_in)):
-            breaks.append(f"{sig_name}: input {key!r} was removed (candidate inputs: {sorted(new_in)})")
-        for key in sorted(set(new_in) - set(old_in)):
-            breaks.append(f"{sig_name}: new required input {key!r} (stable clients do not send it)")
-        for key in sorted(set(old_in) & set(new_in)):
-            breaks += _tensor_breaks(f"{sig_name}: input {key!r}", old_in[key], new_in[key], accepting=True)
-        old_out, new_out = old.get("outputs", {}), new.get("outputs", {})
-        for key in sorted(set(old_out) - set(new_out)):
-            breaks.append(f"{sig_name}: output {key!r} was removed (candidate outputs: {sorted(new_out)})")
-        for key in sorted(set(new_out) - set(old_out)):
-            notes.append(f"{sig_name}: new output {key!r}")
-        for key in sorted(set(old_out) & set(new_out)):
-            breaks += _tensor_breaks(f"{sig_name}: output {key!r}", old_out[key], new_out[key], accepting=False)
-    for sig_name in sorted(set(candidate) - set(stable)):
-        notes.append(f"new signature {sig_name!r}")
+    from tfstack.export import compare_signatures
+
+    comparison = compare_signatures(stable, candidate)
+    breaks, notes = list(comparison.breaks), list(comparison.notes)
     if breaks and allow_breaking:
         return GateResult(gate="signature", passed=True, reasons=tuple(f"allowed breaking change: {b}" for b in breaks) + tuple(notes))
     if breaks:
@@ -116,34 +95,6 @@ def check_signatures(
             reasons=tuple(breaks) + ("pass --allow-breaking if clients are ready for this",),
         )
     return GateResult(gate="signature", passed=True, reasons=tuple(notes))
-
-
-def _tensor_breaks(what: str, old: Mapping[str, Any], new: Mapping[str, Any], *, accepting: bool) -> list[str]:
-    breaks = []
-    if old.get("dtype") != new.get("dtype"):
-        breaks.append(f"{what} dtype changed: {old.get('dtype')} -> {new.get('dtype')}")
-    old_shape, new_shape = old.get("shape"), new.get("shape")
-    if not _shape_compatible(old_shape, new_shape, accepting=accepting):
-        breaks.append(f"{what} shape changed incompatibly: {old_shape} -> {new_shape}")
-    return breaks
-
-
-def _shape_compatible(old: Sequence[int] | None, new: Sequence[int] | None, *, accepting: bool) -> bool:
-    """Inputs: the candidate must accept every shape stable accepted (-1 = any). Outputs: same known dims."""
-    if new is None:  # unknown rank accepts (inputs) / may produce (outputs) anything
-        return accepting or old is None
-    if old is None:
-        return False
-    if len(old) != len(new):
-        return False
-    for old_dim, new_dim in zip(old, new):
-        if new_dim == -1:
-            if not accepting and old_dim != -1:
-                return False
-            continue
-        if old_dim != new_dim:
-            return False
-    return True
 
 
 # ---------------------------------------------------------------------------- quality

@@ -326,8 +326,15 @@ def main(args: Sequence[str]) -> int:
     except FlagError as exc:
         print(f"{exc}\n{USAGE}", file=sys.stderr, flush=True)
         return EXIT_FAILURE
-    for arg in parsed.unknown:
-        logger.warning("unknown argument: %s", arg)
+    if parsed.unknown and parsed.options.strict_flags:
+        lines = "\n".join(parsed.unknown_lines())
+        print(f"{lines}\n--strict_flags: refusing to start with unknown arguments.\n{USAGE}", file=sys.stderr, flush=True)
+        return EXIT_FAILURE
+    for line in parsed.unknown_lines():
+        # TF Serving prints this and carries on (main.cc); the hint makes a typo hard to miss.
+        logger.warning("%s", line)
+    if parsed.unknown:
+        logger.warning("Unknown arguments are ignored, as tensorflow_model_server does; --strict_flags makes them fatal.")
     for name in parsed.unimplemented:
         logger.warning("--%s is accepted but not implemented by the embedded server; it has no effect.", name)
     options = parsed.options

@@ -187,7 +187,8 @@ def test_publish_canary_promote_rollback_promote_retire_under_load(tmp_path, tra
         assert config.read_bytes() == before
 
         breaking = train(seed=3, epochs=1, run_dir=tmp_path, dataset="wine")  # 13 features instead of 4, same model name
-        v_breaking = export.publish(breaking.export_spec(), base).version
+        # Export refuses this onto an existing model by default; forced, it reaches the canary's gate.
+        v_breaking = export.publish(breaking.export_spec(), base, allow_schema_change=True).version
         rollout_no_quality = Rollout(config, base, server=LiveServer(grpc_target=server.grpc_target),
                                      policy=RolloutPolicy(skip_gates=("quality",)))
         with pytest.raises(GateError, match=r"input 'features' shape changed incompatibly: \[-1, 4\] -> \[-1, 13\]"):

@@ -44,9 +44,9 @@ def test_train_publishes_a_version_and_prints_the_metrics(tmp_path: Path) -> Non
     runs = list((tmp_path / "runs").glob("digits-*"))
     assert len(runs) == 1 and any((runs[0] / "logs").rglob("events.out.tfevents.*"))
 
-    # A second run gets the next version; --quiet prints only its path.
+    # A second run (same inputs and outputs) gets the next version; --quiet prints only its path.
     again = _tfstack(
-        "--dataset", "iris", "--model-name", "digits", "--epochs", "1", "--quiet",
+        "--model", "mlp", "--epochs", "1", "--quiet",
         "--base-path", str(models), "--run-dir", str(tmp_path / "r2"), cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr

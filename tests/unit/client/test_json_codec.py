@@ -138,14 +138,16 @@ def test_requests_use_tf_serving_urls_and_gzip():
     client = ServingClient(transport)
     client.predict("my model", {"x": [1.0]}, version_label="can ary")
     client.predict("m", {"x": [1.0]}, version=3)
-    assert seen[0].url.raw_path == b"/v1/models/my%20model/labels/can%20ary:predict"
-    assert seen[0].headers["content-encoding"] == "gzip"
-    assert seen[0].headers["authorization"] == "Bearer t"
+    # The signature is read first (cached), to cast inputs to its dtypes.
+    assert seen[0].url.raw_path == b"/v1/models/my%20model/labels/can%20ary/metadata"
+    assert seen[1].url.raw_path == b"/v1/models/my%20model/labels/can%20ary:predict"
+    assert seen[1].headers["content-encoding"] == "gzip"
+    assert seen[1].headers["authorization"] == "Bearer t"
     import gzip
 
-    assert json.loads(gzip.decompress(seen[0].content))["inputs"] == {"x": [1.0]}
-    assert seen[1].url.raw_path == b"/v1/models/my%20model/labels/can%20ary/metadata"
-    assert seen[2].url.raw_path == b"/v1/models/m/versions/3:predict"
+    assert json.loads(gzip.decompress(seen[1].content))["inputs"] == {"x": [1.0]}
+    assert seen[2].url.raw_path == b"/v1/models/m/versions/3/metadata"
+    assert seen[3].url.raw_path == b"/v1/models/m/versions/3:predict"
 
 
 def test_scalars_and_non_contiguous_arrays_keep_their_shape():

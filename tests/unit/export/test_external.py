@@ -85,8 +85,10 @@ def test_a_keras_file_from_a_user_script_is_published_and_serves_like_keras(user
     assert features["mean"] == pytest.approx(float(np.load(user_model / "rows.npy").mean()), rel=1e-5)
     assert sum(profile["predictions"]["counts"]) == 6
 
-    again = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base))
-    assert again.exit_code == 0 and "version 2" in again.output
+    # Same inputs and outputs (the input renamed as before): the next version.
+    again = _export(str(user_model / "flowers.keras"), "--model-name", "flowers", "--base-path", str(base),
+                    "--input", "features")
+    assert again.exit_code == 0 and "version 2" in again.output, again.output
 
 
 def test_a_keras_model_object_with_named_dict_inputs_and_a_string_lookup(tmp_path):

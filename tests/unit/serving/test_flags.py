@@ -44,4 +44,60 @@ def test_help_lists_every_flag_and_marks_ignored_ones():
 
     text = help_text()
     assert "--port=8500" in text and "--file_system_poll_wait_seconds=1" in text
-    assert "--xla_cpu_compilation_enabled=false  (accepted, not implemented)" in text
+    assert any(line.lstrip().startswith("--xla_cpu_compilation_enabled=false") and line.endswith("(accepted, not implemented)") for line in text.splitlines())
+
+
+# A typo, space-separated values and --help (issue 18, item 6). TF Serving's main.cc prints
+# `unknown argument: <arg>` and starts anyway (spec §4.7); tfstack keeps that and adds the hint.
+
+
+def test_a_mistyped_flag_is_ignored_as_in_tf_serving_but_the_closest_flag_is_named():
+    parsed = parse_flags(["--model_nam=digits", "--rest_api_prot=8501", "model_base_path=/m"])
+    assert parsed.options.model_name == "default"  # TF Serving carries on with the default
+    assert parsed.unknown_lines() == [
+        "unknown argument: --model_nam=digits (did you mean --model_name=digits?)",
+        "unknown argument: --rest_api_prot=8501 (did you mean --rest_api_port=8501?)",
+        "unknown argument: model_base_path=/m (did you mean --model_base_path=/m?)",
+    ]
+
+
+def test_unrelated_unknown_arguments_get_no_made_up_hint():
+    parsed = parse_flags(["--no_such_flag=1", "positional"])
+    assert parsed.unknown_lines() == ["unknown argument: --no_such_flag=1", "unknown argument: positional"]
+
+
+def test_space_separated_values_work_like_the_equals_form():
+    spaced = parse_flags(["--port", "9000", "--model_name", "digits", "--enable_batching", "false",
+                          "--file_system_poll_wait_seconds", "-1", "--enable_model_warmup", "--model_base_path", "/m"])
+    equals = parse_flags(["--port=9000", "--model_name=digits", "--enable_batching=false",
+                          "--file_system_poll_wait_seconds=-1", "--enable_model_warmup", "--model_base_path=/m"])
+    assert spaced.options == equals.options and spaced.unknown == ()
+
+
+def test_a_value_flag_without_a_value_is_named():
+    parsed = parse_flags(["--model_base_path", "--port=1"])
+    assert parsed.unknown_lines() == ["unknown argument: --model_base_path (--model_base_path needs a value: --model_base_path=VALUE)"]
+    assert parsed.options.port == 1
+
+
+def test_strict_flags_exits_before_starting_on_an_unknown_argument(capsys):
+    from tfstack.serving.server._server import EXIT_FAILURE, main
+
+    assert main(["--model_nam=digits", "--model_base_path=/nonexistent", "--strict_flags"]) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "unknown argument: --model_nam=digits (did you mean --model_name=digits?)" in err
+    assert "--strict_flags" in err
+
+
+def test_help_says_what_every_flag_does_on_one_line_each():
+    import dataclasses
+
+    from tfstack.serving.server._flags import FLAG_HELP, help_text
+
+    names = [f.name for f in dataclasses.fields(ServerOptions)]
+    assert sorted(FLAG_HELP) == sorted(names), "every flag needs a line in FLAG_HELP"
+    lines = help_text().splitlines()
+    for name in names:
+        [line] = [line for line in lines if line.lstrip().startswith(f"--{name}=")]
+        assert FLAG_HELP[name] in line
+    assert any("--model_name='default'" in line and "name of the single served model" in line for line in lines)

@@ -61,7 +61,7 @@ def test_existing_version_is_refused_before_training(tmp_path: Path) -> None:
 def test_export_errors_are_one_line_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tfstack import export
 
-    def refuse(spec, base_path, *, version=None):
+    def refuse(spec, base_path, *, version=None, allow_schema_change=False):
         assert isinstance(spec, export.ExportSpec) and spec.model_name == "iris"
         raise export.RepositoryError(f"Cannot write into {base_path}: disk full")
 
