@@ -1,7 +1,7 @@
 """Is a new version a drop-in replacement for an older one? Signature summaries compared.
 
 A signature summary is what a manifest stores under `signatures` (and
-`_signatures.read_signature_summary` reads from a SavedModel): signature name -> `inputs` /
+`read_signature_summary` reads from a SavedModel): signature name -> `inputs` /
 `outputs` -> alias -> `{"dtype": "float32", "shape": [-1, 8, 8]}` (-1: any size; shape None:
 unknown rank). Export refuses to publish a breaking change onto an existing model unless told
 to, and rollout's signature gate applies the same rule before a canary.

@@ -367,7 +367,7 @@ class ModelRepository:
 
     def _check_schema(self, model_name: str, staging: Path) -> None:
         """Raise SchemaChangeError if the staged version would break the latest version's clients."""
-        from tfstack.export import _signatures
+        from tfstack.export import _manifest
 
         latest = self.latest(model_name)
         if latest is None:
@@ -377,12 +377,12 @@ class ModelRepository:
             old = self.manifest(model_name, latest).get("signatures")
         if not isinstance(old, Mapping):
             try:
-                old = _signatures.read_signature_summary(self._version_dirs(model_name)[latest])
+                old = _manifest.read_signature_summary(self._version_dirs(model_name)[latest])
             except Exception:  # protobuf's DecodeError, OSError: a version we cannot read gives nothing to compare
                 return
         from tfstack.export._compat import compare_signatures
 
-        comparison = compare_signatures(old, _signatures.read_signature_summary(staging))
+        comparison = compare_signatures(old, _manifest.read_signature_summary(staging))
         if comparison.compatible:
             return
         breaks = "\n".join(f"  - {b}" for b in comparison.breaks)

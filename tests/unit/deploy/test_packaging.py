@@ -34,27 +34,28 @@ def _imported_top_level(package: str, *, skip: tuple[str, ...] = ()) -> set[str]
     """Top-level modules that `package`'s source imports anywhere (lazy imports too)."""
     modules: set[str] = set()
     for path in (ROOT / package).rglob("*.py"):
-        if path.name.startswith(skip) or "_proto" in path.parts:
+        parts = path.relative_to(ROOT / package).parts
+        if set(parts[:-1]) & set(skip) or "_proto" in parts:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    first_party = {"training", "export", "serving", "client", "tfstack_cli", "tests"}
+    first_party = {"tfstack", "tests"}
     return {m for m in modules if m not in first_party and m not in sys.stdlib_module_names}
 
 
 # Modules a declared distribution provides as its own API (TensorFlow ships Keras 3 as its
 # high-level API, and its TF Lite tools run on the flatbuffers it pins), so they need no line of their own.
 PROVIDED_BY = {"keras": "tensorflow", "flatbuffers": "tensorflow", "google": "protobuf"}
-# The pytest plugin and its harness (pytest, the Docker SDK) are test tooling: the dev extra.
-TEST_TOOLING = ("pytest_plugin", "_harness")
+# The test harness and its pytest plugin (pytest, the Docker SDK) are test tooling: the dev extra.
+TEST_TOOLING = ("testing",)
 
 
 @pytest.mark.parametrize(
     ("package", "extra", "skip"),
-    [("training", "train", ()), ("export", "train", ()), ("serving", "serve", ("_bench", *TEST_TOOLING)),
+    [("training", "train", ()), ("export", "train", ()), ("serving", "serve", ("bench", *TEST_TOOLING)),
      ("serving", "bench", TEST_TOOLING), ("client", None, ())],
 )
 def test_every_third_party_import_is_declared_by_the_extra_that_needs_it(package, extra, skip):
