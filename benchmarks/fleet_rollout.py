@@ -101,6 +101,7 @@ def main() -> None:
             timer = PhaseTimer()
             logging.getLogger("tfstack.rollout").addHandler(timer)
             logging.getLogger("tfstack.rollout").setLevel(logging.INFO)
+            logging.getLogger("tfstack.rollout").propagate = False
             steps: dict[str, list[float]] = defaultdict(list)
             phases: dict[str, list[float]] = defaultdict(list)
             actions = {"canary": lambda: runner.canary(MODEL, 2), "promote": lambda: runner.promote(MODEL),

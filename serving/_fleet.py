@@ -235,6 +235,7 @@ class Fleet:
         self.best_effort_timeout = best_effort_timeout
         self._failed: dict[str, str] = {}
         self._restoring = False
+        self._warned: set[str] = set()  # failed replicas already reported during this restore
 
     def __repr__(self) -> str:
         return f"Fleet({list(self.names)})"
@@ -301,6 +302,7 @@ class Fleet:
         finally:
             self._restoring = False
             self._failed = {}
+            self._warned = set()
 
     # ---------------------------------------------------------------- ServerControl
 
@@ -319,8 +321,10 @@ class Fleet:
                 replica.reload(config)
                 logger.info("%s: took the restored config", name)
             except Exception as exc:  # it already failed once; the others must not wait on it
-                logger.warning("%s: could not take the restored config (%s); it reads the file when it starts again",
-                               name, exc)
+                if name not in self._warned:
+                    self._warned.add(name)
+                    logger.warning("%s: could not take the restored config (%s); it reads the file when it starts "
+                                   "again", name, exc)
 
         thread = threading.Thread(target=run, name=f"restore {name}", daemon=True)
         thread.start()
