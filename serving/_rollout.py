@@ -1050,11 +1050,11 @@ class Rollout:
                 ) from exc
             if isinstance(exc, ReplicaError):
                 others = [n for n in getattr(self.server, "names", ()) if n not in exc.replicas]
-                raise ReplicaError(
-                    f"{exc}\nThe rollout stopped: {_describe(old)} is restored"
-                    + (f" on {', '.join(others)}." if others else "."),
-                    exc.replicas,
-                ) from exc
+                where = (
+                    f"is restored on {', '.join(others)}." if others
+                    else "is back in the config file; no replica answered (each reads the file when it starts again)."
+                )
+                raise ReplicaError(f"{exc}\nThe rollout stopped: {_describe(old)} {where}", exc.replicas) from exc
             raise
 
     def _apply(self, model_name: str, state: ModelState, *, event: str | None, after_load: Callable[[], None] | None = None) -> ModelState:
@@ -1149,11 +1149,15 @@ def _with_differences(replica: ReplicaStatus, versions: set[int], labels: Mappin
     differences = [f"version {v} not AVAILABLE" for v in sorted(versions - available)]
     differences += [f"version {v} still AVAILABLE" for v in sorted(available - versions)]
     differences += [
-        f"{label} -> {replica.labels.get(label) or 'nothing'} (config: {version})"
+        f"{label} -> {_or_nothing(replica.labels.get(label))} (config: {version})"
         for label, version in sorted(labels.items())
         if replica.labels.get(label) != version
     ]
     return dataclasses.replace(replica, differences=tuple(differences))
+
+
+def _or_nothing(version: int | None) -> str:
+    return "nothing" if version is None else str(version)
 
 
 def _describe(state: ModelState) -> str:

@@ -277,3 +277,44 @@ print(json.dumps({{"error": error, "modules": sorted({{m.split(".")[0] for m in 
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["modules"] == []
     assert "rejected the config reload: UNAVAILABLE" in report["error"]
+
+
+def test_watch_probes_every_replica_and_judges_their_sum():
+    """One bad replica out of three still shows in the fleet's canary error rate."""
+    import numpy as np
+
+    from client import InternalServerError
+    from serving._rollout import ProbeMetrics, WatchThresholds, judge_canary
+
+    class Replica:
+        def __init__(self, broken_canary: bool) -> None:
+            self.broken_canary, self.calls = broken_canary, []
+
+        def predict(self, model_name, inputs, *, version_label, signature_name):
+            self.calls.append(version_label)
+            if self.broken_canary and version_label == "canary":
+                raise InternalServerError("boom", code="INTERNAL")
+            return {"y": np.zeros(1)}
+
+    replicas = [Replica(False), Replica(False), Replica(True)]
+    window = ProbeMetrics(replicas, MODEL, {"x": np.zeros(1)}, requests=10).snapshot()
+    assert all(sorted(set(r.calls)) == ["canary", "stable"] and len(r.calls) == 20 for r in replicas)
+    assert window["stable"].requests == window["canary"].requests == 30
+    assert window["canary"].errors == 10 and window["stable"].errors == 0
+    assert "canary error rate 33.33% (10/30)" in judge_canary(window["stable"], window["canary"], WatchThresholds())
+    with pytest.raises(ValueError, match=r"a non-empty sequence of them. Received: \[\]"):
+        ProbeMetrics([], MODEL, {})
+
+
+def test_when_no_replica_answers_the_message_says_only_the_file_was_restored(tmp_path, repo):
+    replicas = [NamedFake(f"r{i}") for i in range(2)]
+    runner = fleet_rollout(tmp_path, repo, replicas)
+    config_before = (tmp_path / "models.config").read_bytes()
+    for replica in replicas:
+        replica.down = True
+    with pytest.raises(ReplicaError, match=r"(?s)^2 of 2 replicas failed to reload the config:.*The rollout stopped: "
+                                           r"the previous state \(stable=1, canary=none\) is back in the config file; "
+                                           r"no replica answered"):
+        runner.canary(MODEL, 2)
+    assert (tmp_path / "models.config").read_bytes() == config_before
+    assert runner.state(MODEL) == ModelState(stable=1)
