@@ -281,8 +281,14 @@ class LiveServer:
         try:
             response = self._reload_call(request, timeout=self.reload_timeout)
         except grpc.RpcError as exc:
+            code = exc.code()
+            verb = "did not answer" if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else "rejected"
+            hint = ""
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                hint = (" (this server does not take reloads over gRPC: use --no-reload-rpc and let it poll the file"
+                        " with --model_config_file_poll_wait_seconds)")
             raise RolloutError(
-                f"The server at {self.grpc_target} rejected the config reload: {exc.code().name}: {exc.details()}"
+                f"The server at {self.grpc_target} {verb} the config reload: {code.name}: {exc.details()}{hint}"
             ) from exc
         if response.status.error_code:
             try:

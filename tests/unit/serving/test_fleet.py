@@ -276,7 +276,7 @@ print(json.dumps({{"error": error, "modules": sorted({{m.split(".")[0] for m in 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.splitlines()[-1])
     assert report["modules"] == []
-    assert "rejected the config reload: UNAVAILABLE" in report["error"]
+    assert "did not answer the config reload: UNAVAILABLE" in report["error"]
 
 
 def test_watch_probes_every_replica_and_judges_their_sum():
@@ -318,3 +318,66 @@ def test_when_no_replica_answers_the_message_says_only_the_file_was_restored(tmp
         runner.canary(MODEL, 2)
     assert (tmp_path / "models.config").read_bytes() == config_before
     assert runner.state(MODEL) == ModelState(stable=1)
+
+
+@pytest.fixture
+def grpc_server():
+    """An in-process gRPC server on 127.0.0.1; register handlers before calling it."""
+    from concurrent import futures
+
+    import grpc
+
+    servers = []
+
+    def start(*handlers):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=handlers)
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.stop(None)
+
+
+def test_the_reload_sends_the_whole_config_and_names_the_servers_error_code(tmp_path, repo, grpc_server):
+    import grpc
+
+    from client._proto import tfstack_serving_pb2 as wire
+    from serving._rollout import LiveServer
+
+    received = []
+
+    def handle(request, context):
+        received.append(request)
+        response = wire.ReloadConfigResponse()
+        response.status.error_code = wire.FAILED_PRECONDITION
+        response.status.error_message = "Request to assign label to version 2 of model iris, which is not available"
+        return response
+
+    handler = grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", {
+        "HandleReloadConfigRequest": grpc.unary_unary_rpc_method_handler(
+            handle, request_deserializer=wire.ReloadConfigRequest.FromString,
+            response_serializer=wire.ReloadConfigResponse.SerializeToString),
+    })
+    target = grpc_server(handler)
+    offline = Rollout(tmp_path / "models.config", repo)
+    offline.init(MODEL, 1)
+    live = LiveServer(grpc_target=target)
+    with pytest.raises(RolloutError, match=rf"^The server at {target} rejected the config reload: FAILED_PRECONDITION: "
+                                           "Request to assign label to version 2"):
+        live.reload(offline.config.read())
+    live.close()
+    (entry,) = received[0].config.model_config_list.config
+    assert (entry.name, list(entry.model_version_policy.specific.versions)) == (MODEL, [1])
+
+
+def test_a_server_without_the_reload_rpc_gets_a_hint(tmp_path, repo, grpc_server):
+    from serving._rollout import LiveServer
+
+    target = grpc_server()  # no handlers: every method is UNIMPLEMENTED
+    live = LiveServer(grpc_target=target)
+    with pytest.raises(RolloutError, match=r"rejected the config reload: UNIMPLEMENTED: .*use --no-reload-rpc"):
+        live.reload(Rollout(tmp_path / "models.config", repo).config.read())
+    live.close()
