@@ -266,19 +266,26 @@ class Fleet:
     def _active(self) -> list[tuple[str, ServerControl]]:
         return [(n, r) for n, r in zip(self.names, self.replicas) if n not in self._failed]
 
-    def _each(self, call: Callable[[ServerControl], Any], what: str) -> dict[str, Any]:
-        """Run `call` on every active replica in parallel; raise ReplicaError if any failed."""
-        active = self._active()
+    @staticmethod
+    def _gather(
+        replicas: Sequence[tuple[str, ServerControl]], call: Callable[[ServerControl], Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Run `call` on each replica in parallel: (results, errors) by replica name."""
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(active) or 1) as pool:
-            futures = {pool.submit(call, replica): name for name, replica in active}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(replicas) or 1) as pool:
+            futures = {pool.submit(call, replica): name for name, replica in replicas}
             for future in concurrent.futures.as_completed(futures):
                 name = futures[future]
                 try:
                     results[name] = future.result()
-                except Exception as exc:  # any failure of one replica fails the phase, named
+                except Exception as exc:  # any failure of one replica is reported with its name
                     errors[name] = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+        return results, errors
+
+    def _each(self, call: Callable[[ServerControl], Any], what: str) -> dict[str, Any]:
+        """Run `call` on every active replica in parallel; raise ReplicaError if any failed."""
+        results, errors = self._gather(self._active(), call)
         if errors:
             failed = [n for n in self.names if n in errors]
             if not self._restoring:
@@ -347,14 +354,13 @@ class Fleet:
 
     def version_states(self, model_name: str) -> dict[int, str]:
         """Version -> its state where every replica agrees, else e.g. "AVAILABLE 2/3, END 1/3"."""
-        try:
-            per_replica = self._each(lambda r: r.version_states(model_name), "report its status")
-        except ReplicaError:
-            per_replica = {}
+        per_replica, errors = self._gather(list(zip(self.names, self.replicas)), lambda r: r.version_states(model_name))
         total = len(self.replicas)
         merged: dict[int, str] = {}
         for version in sorted({v for states in per_replica.values() for v in states}):
-            counts = Counter(per_replica.get(n, {}).get(version, "-") for n in self.names)
+            counts = Counter(
+                "unreachable" if n in errors else per_replica.get(n, {}).get(version, "-") for n in self.names
+            )
             if len(counts) == 1:
                 merged[version] = next(iter(counts))
             else:
@@ -362,18 +368,15 @@ class Fleet:
         return merged
 
     def replica_status(self, model_name: str, labels: Sequence[str]) -> list[ReplicaStatus]:
-        def one(replica: ServerControl) -> list[ReplicaStatus]:
-            return list(replica.replica_status(model_name, labels))  # type: ignore[attr-defined]
-
-        statuses: dict[str, list[ReplicaStatus]] = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.replicas)) as pool:
-            futures = {name: pool.submit(one, replica) for name, replica in zip(self.names, self.replicas)}
-            for name, future in futures.items():
-                try:
-                    statuses[name] = future.result()
-                except Exception as exc:
-                    statuses[name] = [ReplicaStatus(name=name, error=f"{type(exc).__name__}: {exc}")]
-        return [status for name in self.names for status in statuses[name]]
+        statuses, errors = self._gather(
+            list(zip(self.names, self.replicas)),
+            lambda r: list(r.replica_status(model_name, labels)),  # type: ignore[attr-defined]
+        )
+        return [
+            status
+            for name in self.names
+            for status in statuses.get(name, [ReplicaStatus(name=name, error=errors.get(name))])
+        ]
 
     def predictors(self, model_name: str, version: int) -> dict[str, Callable[[str, dict], Mapping[str, Any]]]:
         """Every replica's predictors, keyed "<replica> <protocol>" (the infra gate checks each)."""

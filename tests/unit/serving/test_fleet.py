@@ -229,10 +229,15 @@ def test_status_has_one_line_per_replica_and_says_which_differ(tmp_path, repo):
     runner.canary(MODEL, 2)
     replicas[1].labels = {"stable": 1}
     replicas[2].down = True
-    rows = {r.name: r for r in runner.status(MODEL).replicas}
+    status = runner.status(MODEL)
+    rows = {r.name: r for r in status.replicas}
     assert rows["r0"].differences == ()
     assert rows["r1"].differences == ("canary -> nothing (config: 2)",)
     assert rows["r2"].differences == ("unreachable",)
+    # The version table still shows what the replicas that answer agree on.
+    replicas[2].version_states = lambda model_name: (_ for _ in ()).throw(RolloutError("UNAVAILABLE"))
+    by_version = {row.version: row.server_state for row in runner.status(MODEL).versions}
+    assert by_version == {1: "AVAILABLE 2/3, unreachable 1/3", 2: "AVAILABLE 2/3, unreachable 1/3"}
 
 
 def test_the_command_line_reports_unpaired_replicas_in_one_line(tmp_path, repo):
