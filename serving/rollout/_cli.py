@@ -2,7 +2,9 @@
 
 Every command works on one models.config (--config) and one model repository (--base-path);
 the server is reached with --grpc (reloads by HandleReloadConfigRequest) and/or --rest (then
-the server must poll its config file). Each step logs what it changed on stderr.
+the server must poll its config file). Several replicas sharing the config form a fleet:
+--grpc/--rest repeated (paired in order), --servers-file, or dns:///NAME:PORT for every address
+of a name (a Kubernetes headless Service). Each step logs what it changed on stderr.
 """
 
 from __future__ import annotations
@@ -42,16 +44,21 @@ def _configure_logging(verbose: bool) -> None:
               type=click.Path(dir_okay=False), help="The models.config the server reads (--model_config_file). Required.")
 @click.option("--base-path", default="./models", show_default=True, type=click.Path(file_okay=False),
               help="Model repository root: <base-path>/<model>/<version>/.")
-@click.option("--grpc", "grpc_target", default=None, envvar="TFSTACK_GRPC", show_envvar=True,
-              help="Server gRPC address host:port (reloads through HandleReloadConfigRequest).")
-@click.option("--rest", "rest_url", default=None, envvar="TFSTACK_REST", show_envvar=True,
-              help="Server REST URL http://host:port (with --grpc: also checked; alone: rely on config polling).")
+@click.option("--grpc", "grpc_targets", multiple=True, envvar="TFSTACK_GRPC", show_envvar=True,
+              help="Server gRPC address host:port (reloads through HandleReloadConfigRequest). Repeat for a fleet; "
+                   "dns:///NAME:PORT stands for every address NAME resolves to (a headless Service).")
+@click.option("--rest", "rest_urls", multiple=True, envvar="TFSTACK_REST", show_envvar=True,
+              help="Server REST URL http://host:port (with --grpc: also checked, one per --grpc in the same order; "
+                   "alone: rely on config polling). dns:///NAME:PORT as for --grpc.")
+@click.option("--servers-file", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A file listing the replicas, one `GRPC_TARGET [REST_URL]` per line (- for none, # comments).")
 @click.option("--no-reload-rpc", is_flag=True, help="Do not call HandleReloadConfigRequest; wait for the server's config polling.")
 @click.option("--load-timeout", type=float, default=300.0, show_default=True, help="Seconds to wait for a version or label.")
 @click.option("--lock-timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for another rollout step.")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
-def rollout(ctx: click.Context, config_file, base_path, grpc_target, rest_url, no_reload_rpc, load_timeout, lock_timeout, verbose) -> None:
+def rollout(ctx: click.Context, config_file, base_path, grpc_targets, rest_urls, servers_file, no_reload_rpc,
+            load_timeout, lock_timeout, verbose) -> None:
     """Publish, canary, promote, rollback and retire model versions (TF Serving or tfstack serve)."""
     _configure_logging(verbose)
     # TensorFlow's C++ INFO lines would bury what each step changed; users can still override this.
@@ -59,8 +66,9 @@ def rollout(ctx: click.Context, config_file, base_path, grpc_target, rest_url, n
     ctx.obj = {
         "config_file": config_file,
         "base_path": base_path,
-        "grpc_target": grpc_target,
-        "rest_url": rest_url,
+        "grpc_targets": grpc_targets,
+        "rest_urls": rest_urls,
+        "servers_file": servers_file,
         "use_reload_rpc": not no_reload_rpc,
         "load_timeout": load_timeout,
         "lock_timeout": lock_timeout,
@@ -76,13 +84,17 @@ def _rollout(ctx: click.Context, *, need_server: bool, **policy: Any):
             "Missing option '--config' (or TFSTACK_MODEL_CONFIG): the models.config file the server reads.", ctx=ctx
         )
     server = None
-    if obj["grpc_target"] or obj["rest_url"]:
-        rest_url = obj["rest_url"]
-        if rest_url and "://" not in rest_url:
-            rest_url = f"http://{rest_url}"
-        server = LiveServer(grpc_target=obj["grpc_target"], rest_url=rest_url, use_reload_rpc=obj["use_reload_rpc"])
+    if obj["grpc_targets"] or obj["rest_urls"] or obj["servers_file"]:
+        from tfstack.serving.rollout._fleet import Fleet, resolve_replicas
+
+        replicas = [
+            LiveServer(grpc_target=address.grpc_target, rest_url=address.rest_url,
+                       use_reload_rpc=obj["use_reload_rpc"], reload_timeout=max(obj["load_timeout"], 30.0))
+            for address in resolve_replicas(obj["grpc_targets"], obj["rest_urls"], servers_file=obj["servers_file"])
+        ]
+        server = replicas[0] if len(replicas) == 1 else Fleet(replicas)
     elif need_server:
-        raise click.UsageError("This step needs the server: give --grpc HOST:PORT and/or --rest URL.")
+        raise click.UsageError("This step needs the server: give --grpc HOST:PORT and/or --rest URL (or --servers-file).")
     return Rollout(
         obj["config_file"],
         obj["base_path"],
@@ -127,6 +139,19 @@ def status(ctx: click.Context, model_name: str) -> None:
         )
     console = Console()
     console.print(table)
+    if result.replicas:
+        fleet = Table(title=f"{len(result.replicas)} replica{'s' if len(result.replicas) > 1 else ''}")
+        for column in ("replica", "versions", "labels", "matches the config"):
+            fleet.add_column(column, no_wrap=column != "matches the config")
+        for replica in result.replicas:
+            if replica.error is not None:
+                fleet.add_row(replica.name, "[red]unreachable[/red]", "-", f"[red]no: {replica.error}[/red]")
+                continue
+            versions = ", ".join(f"{v} {state}" for v, state in sorted(replica.states.items())) or "-"
+            labels = ", ".join(f"{k} -> {v if v is not None else 'nothing'}" for k, v in sorted(replica.labels.items())) or "-"
+            match = "yes" if not replica.differences else "[yellow]no: " + "; ".join(replica.differences) + "[/yellow]"
+            fleet.add_row(replica.name, versions, labels, match)
+        console.print(fleet)
     state = result.state
     if state is None:
         console.print(f"{model_name} is not managed by rollout yet (run `tfstack rollout init {model_name}`).")
@@ -238,7 +263,8 @@ def retire(ctx: click.Context, model_name: str, keep: int, dry_run: bool) -> Non
 @click.option("--duration", type=float, default=300.0, show_default=True, help="Seconds to watch.")
 @click.option("--interval", type=float, default=10.0, show_default=True, help="Seconds between judgements.")
 @click.option("--probe-requests", type=int, default=20, show_default=True,
-              help="Sample requests per label and window (the probe sends assets.extra/sample_request.json).")
+              help="Sample requests per label, window and replica (the probe sends assets.extra/sample_request.json; "
+                   "a fleet's counts are added up).")
 @click.option("--max-error-rate-increase", type=float, default=0.01, show_default=True)
 @click.option("--max-p99-ratio", type=float, default=1.5, show_default=True)
 @click.option("--min-p99-increase-ms", type=float, default=5.0, show_default=True)
@@ -258,8 +284,8 @@ def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_in
         signature_name, raw = read_sample_request(path)
         manifest = runner.repository.manifest(model_name, probe_version)
         dtypes = {k: v["dtype"] for k, v in manifest.get("signatures", {}).get(signature_name, {}).get("inputs", {}).items()}
-        client = runner.server.client  # type: ignore[union-attr]
-        metrics = ProbeMetrics(client, model_name, sample_arrays(raw, dtypes), requests=probe_requests, signature_name=signature_name)
+        clients = list(runner.server.control_clients)  # type: ignore[union-attr]  # one per replica
+        metrics = ProbeMetrics(clients, model_name, sample_arrays(raw, dtypes), requests=probe_requests, signature_name=signature_name)
         thresholds = WatchThresholds(
             max_error_rate_increase=max_error_rate_increase, max_p99_ratio=max_p99_ratio,
             min_p99_increase_ms=min_p99_increase_ms, min_requests=min(probe_requests, 20),

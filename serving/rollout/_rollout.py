@@ -24,6 +24,15 @@ under a file lock, then asks the server to reload it with `ModelService/HandleRe
 up; both work on real TF Serving. A phase whose file is already right writes nothing, so a
 step re-run after a crash just finishes the work; a step that fails restores the previous
 state (and config).
+
+The server may be a fleet of replicas sharing the config file (`tfstack.serving.rollout._fleet.Fleet`): every
+reload goes to each replica and every wait holds until each replica agrees, so a phase ends
+only when the whole fleet is in it; a replica that fails makes the step restore the previous
+state on the others.
+
+No step imports TensorFlow: the config and the reload request are tfstack's own copies of TF
+Serving's messages (client/_proto, the same text and wire format). Only the canary's infra
+gate does, to run the candidate in-process.
 """
 
 from __future__ import annotations
@@ -50,9 +59,8 @@ from tfstack.serving.rollout._gates import (
 )
 
 if TYPE_CHECKING:
-    from tensorflow_serving.config.model_server_config_pb2 import ModelConfig, ModelServerConfig
-
     from tfstack.client import LabelStats
+    from tfstack.client._proto.tfstack_serving_pb2 import ModelConfig, ModelServerConfig
 
 logger = logging.getLogger("tfstack.rollout")
 
@@ -63,10 +71,20 @@ LOCK_SUFFIX = ".lock"
 BACKUP_SUFFIX = ".bak"
 STATE_FORMAT = 1
 GATES = ("signature", "quality", "infra")
+# TF Serving's model management RPC, called by path like the client's other methods.
+RELOAD_CONFIG = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
 
 
 class ConfigLockError(RolloutError):
     """Another rollout step holds the config lock."""
+
+
+class ReplicaError(RolloutError):
+    """One or more replicas of a fleet failed a phase; `replicas` names them."""
+
+    def __init__(self, message: str, replicas: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.replicas = tuple(replicas)
 
 
 # ================================================================================ settings
@@ -162,6 +180,21 @@ class ServerControl(Protocol):
     def predictors(self, model_name: str, version: int) -> dict[str, Callable[[str, dict], Mapping[str, Any]]]:
         """Protocol name -> predict(signature_name, inputs) bound to one version (infra gate)."""
 
+    # Optional, used when present: `names` (the replicas, for messages), `restoring()` (a context
+    # in which a failed step is undone; see tfstack.serving.rollout._fleet.Fleet), `replica_status(model_name,
+    # labels)` (one ReplicaStatus per replica, for `status`) and `control_clients` (probes).
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReplicaStatus:
+    """What one replica reports for a model: version states, where the labels lead, or why it did not answer."""
+
+    name: str
+    states: dict[int, str] = dataclasses.field(default_factory=dict)
+    labels: dict[str, int | None] = dataclasses.field(default_factory=dict)  # None: does not resolve
+    error: str | None = None
+    differences: tuple[str, ...] = ()  # how it differs from the config (filled by Rollout.status)
+
 
 class LiveServer:
     """A TF-Serving-compatible server reached over gRPC and/or REST (tfstack's client).
@@ -178,6 +211,7 @@ class LiveServer:
         rest_url: str | None = None,
         use_reload_rpc: bool = True,
         timeout: float = 30.0,
+        reload_timeout: float | None = None,
     ) -> None:
         if not grpc_target and not rest_url:
             raise ValueError("LiveServer needs grpc_target and/or rest_url. Received: neither")
@@ -187,6 +221,10 @@ class LiveServer:
         self.rest_url = rest_url
         self.use_reload_rpc = use_reload_rpc and bool(grpc_target)
         self.timeout = timeout
+        # TF Serving answers a reload once the new models are loaded, which can take a while.
+        self.reload_timeout = max(timeout, 300.0) if reload_timeout is None else reload_timeout
+        self._reload_channel: Any = None
+        self._reload_call: Any = None
         self._clients: dict[str, Any] = {}
         if grpc_target:
             self._clients["grpc"] = ServingClient.grpc(grpc_target, timeout=timeout)
@@ -198,34 +236,67 @@ class LiveServer:
         return f"LiveServer(grpc_target={self.grpc_target!r}, rest_url={self.rest_url!r})"
 
     @property
+    def name(self) -> str:
+        """How messages name this server: its gRPC target, else its REST URL."""
+        return self.grpc_target or self.rest_url or "?"
+
+    @property
     def client(self) -> Any:
         """The ServingClient used for status and waits (gRPC if given, else REST)."""
         return self._control
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    @property
+    def control_clients(self) -> tuple[Any, ...]:
+        """The client per replica that status, waits and probes use: here just `client`."""
+        return (self._control,)
+
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+        if self._reload_channel is not None:
+            self._reload_channel.close()
+            self._reload_channel = self._reload_call = None
 
     def reload(self, config: ModelServerConfig) -> None:
         if not self.use_reload_rpc:
             return
         import grpc
-        from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
 
-        with grpc.insecure_channel(self.grpc_target) as channel:
-            stub = model_service_pb2_grpc.ModelServiceStub(channel)
-            try:
-                response = stub.HandleReloadConfigRequest(
-                    model_management_pb2.ReloadConfigRequest(config=config), timeout=max(self.timeout, 300.0)
-                )
-            except grpc.RpcError as exc:
-                raise RolloutError(
-                    f"The server at {self.grpc_target} rejected the config reload: {exc.code().name}: {exc.details()}"
-                ) from exc
-        if response.status.error_code:
+        from tfstack.client._proto import tfstack_serving_pb2 as wire
+
+        request = wire.ReloadConfigRequest()
+        # The same bytes whether `config` is tfstack's message or tensorflow_serving's.
+        request.config.ParseFromString(config.SerializeToString())
+        if self._reload_call is None:
+            self._reload_channel = grpc.insecure_channel(self.grpc_target)
+            self._reload_call = self._reload_channel.unary_unary(
+                RELOAD_CONFIG,
+                request_serializer=wire.ReloadConfigRequest.SerializeToString,
+                response_deserializer=wire.ReloadConfigResponse.FromString,
+            )
+        try:
+            response = self._reload_call(request, timeout=self.reload_timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            verb = "did not answer" if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else "rejected"
+            hint = ""
+            if code == grpc.StatusCode.UNIMPLEMENTED:
+                hint = (" (this server does not take reloads over gRPC: use --no-reload-rpc and let it poll the file"
+                        " with --model_config_file_poll_wait_seconds)")
             raise RolloutError(
-                f"The server at {self.grpc_target} rejected the config reload: "
-                f"code {response.status.error_code}: {response.status.error_message}"
+                f"The server at {self.grpc_target} {verb} the config reload: {code.name}: {exc.details()}{hint}"
+            ) from exc
+        if response.status.error_code:
+            try:
+                code = wire.Code.Name(response.status.error_code)
+            except ValueError:
+                code = f"code {response.status.error_code}"
+            raise RolloutError(
+                f"The server at {self.grpc_target} rejected the config reload: {code}: {response.status.error_message}"
             )
 
     def wait_available(self, model_name: str, version: int, timeout: float) -> None:
@@ -275,6 +346,22 @@ class LiveServer:
             return {}
         return {v.version: v.state for v in status.versions}
 
+    def replica_status(self, model_name: str, labels: Sequence[str]) -> list[ReplicaStatus]:
+        """This server's version states and where each of `labels` leads (one line of `status`)."""
+        from tfstack.client import ServingError
+
+        try:
+            status = self._control.get_model_status(model_name)
+        except ServingError as exc:
+            return [ReplicaStatus(name=self.name, error=str(exc))]
+        resolved: dict[str, int | None] = {}
+        for label in labels:
+            try:
+                resolved[label] = self._control.get_model_metadata(model_name, version_label=label).version
+            except ServingError:
+                resolved[label] = None
+        return [ReplicaStatus(name=self.name, states={v.version: v.state for v in status.versions}, labels=resolved)]
+
     def predictors(self, model_name: str, version: int) -> dict[str, Callable[[str, dict], Mapping[str, Any]]]:
         def bind(client: Any) -> Callable[[str, dict], Mapping[str, Any]]:
             return lambda signature_name, inputs: client.predict(
@@ -300,20 +387,20 @@ class ConfigFile:
 
     def read(self) -> ModelServerConfig:
         """The config; an empty model_config_list if the file does not exist yet."""
-        from tensorflow_serving.config import model_server_config_pb2
+        from google.protobuf import text_format
 
-        from tfstack.serving._errors import StatusError
-        from tfstack.serving.server._model_config import parse_model_config_text
+        from tfstack.client._proto import tfstack_serving_pb2 as wire
 
+        config = wire.ModelServerConfig()
         if not self.path.exists():
-            config = model_server_config_pb2.ModelServerConfig()
             config.model_config_list.SetInParent()
             return config
         try:
-            text = self.path.read_text(encoding="utf-8")
-            config = parse_model_config_text(text, path=str(self.path))
-        except (OSError, StatusError) as exc:
-            raise RolloutError(f"Cannot read the model config {self.path}: {exc}") from exc
+            text_format.Parse(self.path.read_text(encoding="utf-8"), config)
+        except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
+            raise RolloutError(
+                f"Cannot read the model config {self.path}: {exc} (expected a text-format ModelServerConfig)"
+            ) from exc
         if config.WhichOneof("config") == "custom_model_config":
             raise RolloutError(f"{self.path} holds a custom_model_config; rollout needs a model_config_list.")
         config.model_config_list.SetInParent()
@@ -407,6 +494,7 @@ class RolloutStatus:
     versions: tuple[VersionRow, ...]
     config_labels: dict[str, int]
     history: tuple[dict[str, Any], ...] = ()
+    replicas: tuple[ReplicaStatus, ...] = ()  # one per server replica, when a server is given
 
 
 # ================================================================================ watch
@@ -465,7 +553,8 @@ def judge_canary(stable: Any, canary: Any, thresholds: WatchThresholds) -> str |
 
 class ProbeMetrics:
     """A MetricsSource that measures by itself: each `snapshot()` sends `requests` sample
-    predictions to each label through `client` and returns that window's TrafficStats.
+    predictions to each label through `client` (or through each of several clients, one per
+    replica of a fleet) and returns that window's TrafficStats, summed over them.
 
     Useful when no application traffic reports per-label statistics; the probe sees errors
     and latency as any client would.
@@ -477,7 +566,11 @@ class ProbeMetrics:
 
         if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
             raise ValueError(f"requests must be an int >= 1. Received: requests={requests!r}")
-        self.client = client
+        # A fleet passes one client per replica: every replica is probed, the counts added up.
+        self.clients = tuple(client) if isinstance(client, (list, tuple)) else (client,)
+        if not self.clients:
+            raise ValueError("client must be a ServingClient or a non-empty sequence of them. Received: []")
+        self.client = self.clients[0]
         self.model_name = model_name
         self.inputs = dict(inputs)
         self.requests = requests
@@ -488,10 +581,10 @@ class ProbeMetrics:
         from tfstack.client import ServingError
 
         for _ in range(self.requests):
-            for label in (STABLE, CANARY):
+            for client, label in ((c, label) for c in self.clients for label in (STABLE, CANARY)):
                 started = time.perf_counter()
                 try:
-                    self.client.predict(self.model_name, self.inputs, version_label=label, signature_name=self.signature_name)
+                    client.predict(self.model_name, self.inputs, version_label=label, signature_name=self.signature_name)
                 except ServingError:
                     self.stats.record(label, time.perf_counter() - started, ok=False)
                 else:
@@ -633,12 +726,17 @@ class Rollout:
                     created=manifest.get("created") if manifest else None,
                 )
             )
+        replica_status = getattr(self.server, "replica_status", None)
+        replicas = ()
+        if replica_status is not None:
+            replicas = tuple(_with_differences(r, in_config, labels) for r in replica_status(model_name, sorted(labels)))
         return RolloutStatus(
             model_name=model_name,
             state=self.state_file.get(model_name),
             versions=tuple(rows),
             config_labels=labels,
             history=tuple(self.state_file.history(model_name)[-10:]),
+            replicas=replicas,
         )
 
     # ---------------------------------------------------------------- publish
@@ -946,14 +1044,25 @@ class Rollout:
             return self._apply(model_name, new, event=event, after_load=after_load)
         except RolloutError as exc:
             logger.error("%s: %s failed, restoring the previous state: %s", model_name, new.pending, exc)
+            # A fleet restores the replicas that still answer; the failed ones get the old config
+            # on a best-effort basis (and read the restored file when they start again).
+            restoring = getattr(self.server, "restoring", None)
             try:
-                self.state_file.put(model_name, dataclasses.replace(old, pending="revert"), event=f"revert {event}")
-                self._apply(model_name, dataclasses.replace(old, pending="revert"), event=f"reverted {event}")
+                with restoring() if restoring is not None else contextlib.nullcontext():
+                    self.state_file.put(model_name, dataclasses.replace(old, pending="revert"), event=f"revert {event}")
+                    self._apply(model_name, dataclasses.replace(old, pending="revert"), event=f"reverted {event}")
             except RolloutError as revert_exc:
                 raise RolloutError(
                     f"{exc}\nRestoring the previous state failed too: {revert_exc}. "
                     "Fix the cause and run `tfstack rollout finalize` to retry."
                 ) from exc
+            if isinstance(exc, ReplicaError):
+                others = [n for n in getattr(self.server, "names", ()) if n not in exc.replicas]
+                where = (
+                    f"is restored on {', '.join(others)}." if others
+                    else "is back in the config file; no replica answered (each reads the file when it starts again)."
+                )
+                raise ReplicaError(f"{exc}\nThe rollout stopped: {_describe(old)} {where}", exc.replicas) from exc
             raise
 
     def _apply(self, model_name: str, state: ModelState, *, event: str | None, after_load: Callable[[], None] | None = None) -> ModelState:
@@ -1038,6 +1147,30 @@ def _set_versions(entry: ModelConfig, versions: Sequence[int]) -> None:
     entry.model_version_policy.Clear()
     entry.model_version_policy.specific.SetInParent()
     entry.model_version_policy.specific.versions.extend(sorted(versions))
+
+
+def _with_differences(replica: ReplicaStatus, versions: set[int], labels: Mapping[str, int]) -> ReplicaStatus:
+    """`replica` with how it differs from the config: versions not AVAILABLE (or extra), labels elsewhere."""
+    if replica.error is not None:
+        return dataclasses.replace(replica, differences=("unreachable",))
+    available = {v for v, state in replica.states.items() if state == "AVAILABLE"}
+    differences = [f"version {v} not AVAILABLE" for v in sorted(versions - available)]
+    differences += [f"version {v} still AVAILABLE" for v in sorted(available - versions)]
+    differences += [
+        f"{label} -> {_or_nothing(replica.labels.get(label))} (config: {version})"
+        for label, version in sorted(labels.items())
+        if replica.labels.get(label) != version
+    ]
+    return dataclasses.replace(replica, differences=tuple(differences))
+
+
+def _or_nothing(version: int | None) -> str:
+    return "nothing" if version is None else str(version)
+
+
+def _describe(state: ModelState) -> str:
+    canary = state.canary if state.canary is not None else "none"
+    return f"the previous state (stable={state.stable}, canary={canary})"
 
 
 def _fmt_versions(policy: tuple[str, tuple[int, ...]]) -> str:

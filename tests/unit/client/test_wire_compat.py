@@ -24,8 +24,10 @@ from tensorflow_serving.apis import (  # noqa: E402
     input_pb2,
     model_pb2,
     predict_pb2,
+    model_management_pb2,
     regression_pb2,
 )
+from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 
 def _model_spec(spec, *, label: bool) -> None:
@@ -150,6 +152,40 @@ CASES = [
 ]
 
 
+def _model_server_config(m):
+    entry = m.model_config_list.config.add(name="iris", base_path="/models/iris", model_platform="tensorflow")
+    entry.model_version_policy.specific.versions.extend([1, 2])
+    entry.version_labels["stable"] = 1
+    entry.version_labels["canary"] = 2
+    entry.logging_config.log_collector_config.type = "file"
+    entry.logging_config.log_collector_config.filename_prefix = "/logs/iris"
+    entry.logging_config.sampling_config.sampling_rate = 0.5
+    entry.logging_config.sampling_config.attributes = 1
+    task = entry.logging_config.sampling_config.per_task_sampling_configs.add(dc="a", sampling_rate=0.1)
+    task.task_index = 0  # proto3 optional: presence of a zero survives the round trip
+    other = m.model_config_list.config.add(name="old", base_path="/models/old", model_type=1)
+    other.model_version_policy.latest.num_versions = 2
+    m.model_config_list.config.add(name="all", base_path="/models/all").model_version_policy.all.SetInParent()
+
+
+def _reload_request(m):
+    _model_server_config(m.config)
+    m.metric_names.append("/tensorflow/serving/model_config_reload")
+
+
+def _reload_response(m):
+    m.status.error_code = 9
+    m.status.error_message = "Request to assign label to version 2 of model iris, which is not currently available"
+    m.metric.add(name="/tensorflow/serving/model_config_reload", int64_value_increase=1)
+
+
+CASES += [
+    ("ModelServerConfig", ours.ModelServerConfig, model_server_config_pb2.ModelServerConfig, _model_server_config),
+    ("ReloadConfigRequest", ours.ReloadConfigRequest, model_management_pb2.ReloadConfigRequest, _reload_request),
+    ("ReloadConfigResponse", ours.ReloadConfigResponse, model_management_pb2.ReloadConfigResponse, _reload_response),
+]
+
+
 def _signature_def_map_single(m):
     m.method_name = "tensorflow/serving/regress"
     m.inputs["inputs"].name = "tf_example:0"
@@ -188,6 +224,20 @@ def test_metadata_response_any_parses_with_our_signature_def_map():
     assert parsed.signature_def["serving_default"].inputs["x"].name == "x:0"
 
 
+def test_a_models_config_text_file_reads_the_same_with_ours_and_tensorflow_servings():
+    """models.config is shared by rollout (our messages) and the servers (TF Serving's): the
+    same text must mean the same config, and what rollout writes must parse as TF Serving's."""
+    from google.protobuf import text_format
+
+    official = model_server_config_pb2.ModelServerConfig()
+    _model_server_config(official)
+    text = text_format.MessageToString(official)
+    mine = text_format.Parse(text, ours.ModelServerConfig())
+    assert mine.SerializeToString(deterministic=True) == official.SerializeToString(deterministic=True)
+    assert text_format.MessageToString(mine) == text
+    assert text_format.Parse(text_format.MessageToString(mine), model_server_config_pb2.ModelServerConfig()) == official
+
+
 def test_enums_match():
     for value in types_pb2.DataType.DESCRIPTOR.values:
         if value.number <= 23:
@@ -195,6 +245,8 @@ def test_enums_match():
     official_state = get_model_status_pb2.ModelVersionStatus.State
     for name in ("UNKNOWN", "START", "LOADING", "AVAILABLE", "UNLOADING", "END"):
         assert ours.ModelVersionStatus.State.Value(name) == official_state.Value(name)
+    for value in model_server_config_pb2.ModelType.DESCRIPTOR.values:
+        assert ours.ModelType.Name(value.number) == value.name
 
 
 @pytest.mark.parametrize(
