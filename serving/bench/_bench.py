@@ -380,8 +380,7 @@ def build_payloads(
         sample_body: a REST predict body (the model's assets.extra/sample_request.json), or None
             to synthesize zeros from the metadata.
     """
-    from tfstack.client._proto import tfstack_serving_pb2 as pb
-    from tfstack.client._tensors import to_tensor_proto
+    from tfstack.client import wire as pb
 
     names = list(signature.inputs)
     rows = _example_rows(sample_body, names) if sample_body is not None else _synthesized_rows(signature)
@@ -400,7 +399,7 @@ def build_payloads(
         request.model_spec.name = model_name
         request.model_spec.signature_name = signature_name
         for name, array in inputs.items():
-            to_tensor_proto(array, request.inputs[name])
+            pb.to_tensor_proto(array, request.inputs[name])
         body = json.dumps({"signature_name": signature_name, "inputs": picked}).encode("utf-8")
         payloads[batch] = Payload(batch_size=batch, inputs=inputs, rest_body=body, grpc_request=request.SerializeToString())
     return payloads
@@ -439,7 +438,7 @@ class _HttpStatus(Exception):
 
 def model_status_request(model_name: str) -> bytes:
     """A serialized GetModelStatusRequest for `model_name` (the empty request over gRPC)."""
-    from tfstack.client._proto import tfstack_serving_pb2 as pb
+    from tfstack.client import wire as pb
 
     request = pb.GetModelStatusRequest()
     request.model_spec.name = model_name

@@ -323,7 +323,7 @@ def grpc_predict_request(grpc_target: str, predict_request: bytes) -> NativeRequ
 
 def grpc_status_request(grpc_target: str, model_name: str) -> NativeRequest:
     """ModelService/GetModelStatus: the empty request over gRPC (no tensor work)."""
-    from tfstack.client._proto import tfstack_serving_pb2 as pb
+    from tfstack.client import wire as pb
 
     message = pb.GetModelStatusRequest()
     message.model_spec.name = model_name

@@ -60,7 +60,7 @@ from tfstack.serving.rollout._gates import (
 
 if TYPE_CHECKING:
     from tfstack.client import LabelStats
-    from tfstack.client._proto.tfstack_serving_pb2 import ModelConfig, ModelServerConfig
+    from tfstack.client.wire import ModelConfig, ModelServerConfig
 
 logger = logging.getLogger("tfstack.rollout")
 
@@ -266,7 +266,7 @@ class LiveServer:
             return
         import grpc
 
-        from tfstack.client._proto import tfstack_serving_pb2 as wire
+        from tfstack.client import wire
 
         request = wire.ReloadConfigRequest()
         # The same bytes whether `config` is tfstack's message or tensorflow_serving's.
@@ -389,7 +389,7 @@ class ConfigFile:
         """The config; an empty model_config_list if the file does not exist yet."""
         from google.protobuf import text_format
 
-        from tfstack.client._proto import tfstack_serving_pb2 as wire
+        from tfstack.client import wire
 
         config = wire.ModelServerConfig()
         if not self.path.exists():
