@@ -400,8 +400,10 @@ class _Reader:
         use_double = False
         d = 0.0
         significant = max(0, len(int_text) - 1) if int_text[:1] not in (b"0", b"") else 0
-        magnitude = int(int_text) if not nan_or_inf else 0
-        if not nan_or_inf and ((minus and magnitude > 2**63) or (not minus and magnitude > 2**64 - 1)):
+        # More than 20 digits is past uint64 whatever they are, and int() refuses 4,300+ digits.
+        too_long = len(int_text) > 20
+        magnitude = int(int_text) if not nan_or_inf and not too_long else 0
+        if not nan_or_inf and (too_long or (minus and magnitude > 2**63) or (not minus and magnitude > 2**64 - 1)):
             use_double = True
             limit = 2**63 if minus else 2**64 - 1
             prefix_value = 0
@@ -459,11 +461,13 @@ class _Reader:
             exp = 0
             max_exp = 308 - exp_frac
             while is_digit(peek(pos)):
-                exp = exp * 10 + (self.data[pos] - 0x30)
+                if exp < 214748364:  # rapidjson stops accumulating here too (its issue #313)
+                    exp = exp * 10 + (self.data[pos] - 0x30)
                 pos += 1
                 if not exp_minus and exp > max_exp:
                     raise _ParseError("too_big", start)
-            exp_text = (b"-" if exp_minus else b"") + self.data[exp_start:pos]
+            # A negative exponent this long underflows to zero; keep float() from a huge string.
+            exp_text = (b"-" if exp_minus else b"") + (self.data[exp_start:pos] if exp < 214748364 else b"999999999")
         if nan_or_inf and not frac_text and not exp_text:
             return value, pos
         if not is_double:
