@@ -504,10 +504,17 @@ class _TimedRequestHandler(RequestHandler):
 
 
 class _Refusal(asyncio.Protocol):
-    """Answers a connection over the cap with 503 and closes it, reading nothing."""
+    """Answers a connection over the cap with 503 and closes it.
+
+    What the client sends is read and dropped for up to a second: closing a socket with unread
+    data makes the kernel reset the connection, and the client would lose the answer.
+    """
+
+    _LINGER_SECONDS = 1.0
 
     def __init__(self, body: bytes) -> None:
         self._body = body
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         head = (
@@ -515,7 +522,19 @@ class _Refusal(asyncio.Protocol):
             f"Content-Length: {len(self._body)}\r\nConnection: close\r\n\r\n"
         ).encode()
         transport.write(head + self._body)  # type: ignore[attr-defined]
-        transport.close()
+        if transport.can_write_eof():  # type: ignore[attr-defined]
+            transport.write_eof()  # type: ignore[attr-defined]
+        self._timer = asyncio.get_running_loop().call_later(self._LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 class _BoundedServer(Server):
