@@ -1251,11 +1251,42 @@ def _example_from_json(value: Any) -> bytes:
         raise _invalid(f"Example must be JSON object but got JSON {_json_type(value)}")
     example = example_pb2.Example()
     features = example.features.feature
+    raw_entries: list[bytes] = []
     for name, content in value.items():
         feature = feature_pb2.Feature()
         _feature_from_json(name, content, feature)
+        try:
+            key = name.encode("utf-8")
+        except UnicodeEncodeError:  # invalid UTF-8 in the body (rapidjson keeps raw bytes)
+            key = None
+        if key is None or raw_entries:
+            raw_entries.append(_map_entry(name.encode("utf-8", "surrogateescape"), feature.SerializeToString()))
+            continue
         features[name].CopyFrom(feature)
+    if raw_entries:
+        # protobuf refuses a non-UTF-8 map key; TF Serving's C++ proto writes the bytes as they
+        # are, and the model then reports the feature it misses. Encode those entries by hand.
+        done = [_map_entry(k.encode("utf-8"), v.SerializeToString()) for k, v in features.items()]
+        return _length_delimited(1, _length_delimited(1, b"".join(done + raw_entries)))
     return example.SerializeToString()
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, number = number & 0x7F, number >> 7
+        out.append(low | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _map_entry(key: bytes, value: bytes) -> bytes:
+    """One `map<string, Feature>` entry of Features.feature (field 1): key = 1, value = 2."""
+    return _length_delimited(1, _length_delimited(1, key) + _length_delimited(2, value))
 
 
 def examples_from_json(doc: Mapping[str, Any]) -> list[bytes]:
