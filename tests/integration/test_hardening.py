@@ -140,18 +140,21 @@ def test_sigterm_under_load_refuses_new_connections_loses_nothing_and_exits_0(tm
     assert "Server stopped." in server.log_text()
 
 
-def test_a_failed_version_removed_from_disk_leaves_loading_at_once(tmp_path, half_plus_two_base):
+def test_a_failed_version_removed_from_disk_leaves_loading_at_once_and_reload_rpc_off(tmp_path, half_plus_two_base):
     base = tmp_path / "models" / MODEL_NAME
     shutil.copytree(half_plus_two_base / "00000123", base / "1")
     # A ten-minute retry interval: before the fix, version 2 stayed LOADING that long.
     with start_server(tmp_path, "--load_retry_interval_micros=600000000", "--file_system_poll_wait_seconds=1",
-                      model_name=MODEL_NAME, model_base_path=base) as server:
-        broken = base / "2"
-        broken.mkdir()
-        (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
-        server.wait_for_log("Loading servable version {name: half_plus_two version: 2} failed")
+                      "--enable_reload_config_rpc=false", model_name=MODEL_NAME, model_base_path=base) as server:
         with grpc.insecure_channel(server.grpc_target) as channel:
             models = model_service_pb2_grpc.ModelServiceStub(channel)
+            # The reload RPC is switched off: it changes nothing (this one would unload everything).
+            request = model_management_pb2.ReloadConfigRequest()
+            request.config.model_config_list.SetInParent()
+            with pytest.raises(grpc.RpcError) as caught:
+                models.HandleReloadConfigRequest(request, timeout=30)
+            assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
+            assert "--enable_reload_config_rpc=false" in caught.value.details()
 
             def states() -> dict[int, str]:
                 request = get_model_status_pb2.GetModelStatusRequest()
@@ -159,25 +162,15 @@ def test_a_failed_version_removed_from_disk_leaves_loading_at_once(tmp_path, hal
                 reply = models.GetModelStatus(request, timeout=10)
                 return {s.version: get_model_status_pb2.ModelVersionStatus.State.Name(s.state) for s in reply.model_version_status}
 
+            assert states() == {1: "AVAILABLE"}
+            broken = base / "2"
+            broken.mkdir()
+            (broken / "saved_model.pb").write_bytes(b"not a SavedModel")
+            server.wait_for_log("Loading servable version {name: half_plus_two version: 2} failed")
             assert states() == {2: "LOADING", 1: "AVAILABLE"}
             shutil.rmtree(broken)
             _poll(lambda: states() == {2: "END", 1: "AVAILABLE"}, what="version 2 to leave LOADING", timeout=30)
         assert "was cancelled: it is no longer aspired" in server.log_text()
-
-
-def test_the_reload_rpc_can_be_switched_off(tmp_path, half_plus_two_base):
-    with start_server(tmp_path, "--enable_reload_config_rpc=false", model_name=MODEL_NAME,
-                      model_base_path=half_plus_two_base) as server:
-        with grpc.insecure_channel(server.grpc_target) as channel:
-            models = model_service_pb2_grpc.ModelServiceStub(channel)
-            request = model_management_pb2.ReloadConfigRequest()
-            request.config.model_config_list.SetInParent()  # would unload every model
-            with pytest.raises(grpc.RpcError) as caught:
-                models.HandleReloadConfigRequest(request, timeout=30)
-            assert caught.value.code() is grpc.StatusCode.UNIMPLEMENTED
-            assert "--enable_reload_config_rpc=false" in caught.value.details()
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-            assert list(stub.Predict(_predict_request(), timeout=30).outputs["y"].float_val) == [3.0]
 
 
 def _tensor_of_rank(rank: int) -> tensor_pb2.TensorProto:

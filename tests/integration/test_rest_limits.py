@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 PREDICT = f"/v1/models/{MODEL_NAME}:predict"
 GOOD = b'{"instances": [2.0]}'
+DEFAULT_CAP = 1024  # --rest_api_max_connections
 
 
 @pytest.fixture(scope="module")
@@ -124,29 +125,31 @@ def test_an_idle_kept_alive_connection_is_closed(limited_server):
     sock.close()
 
 
-def test_connections_beyond_the_cap_get_a_clear_503(tmp_path, half_plus_two_base):
-    with start_server(tmp_path, "--rest_api_max_connections=10", model_name=MODEL_NAME,
-                      model_base_path=half_plus_two_base) as server:
-        held = SlowClients("127.0.0.1", server.rest_port, count=10, send_nothing=True)
-        try:
-            # The kernel completes handshakes before the server accepts them: poll until it has.
-            deadline = time.monotonic() + 30
-            while (reply := http(server.rest_port, "POST", PREDICT, GOOD)).status == 200:
-                assert time.monotonic() < deadline, "the 11th connection was never refused"
-                time.sleep(0.05)
-            assert reply.status == 503
-            assert "Too many connections" in reply.json()["error"] and "--rest_api_max_connections" in reply.json()["error"]
-        finally:
-            held.close()
-        server.wait_for_log("REST connection limit reached")
-
-        def served() -> bool:
-            try:
-                return http(server.rest_port, "POST", PREDICT, GOOD).status == 200
-            except OSError:
-                return False
-
+def test_connections_beyond_the_default_cap_get_a_clear_503(server):
+    # The shared server runs with the defaults: 1024 connections, 10 s to send headers.
+    raise_fd_limit(4096)
+    port = server.rest_port
+    held = SlowClients("127.0.0.1", port, count=DEFAULT_CAP, send_nothing=True)
+    try:
+        # The kernel completes handshakes before the server accepts them: poll until it has.
         deadline = time.monotonic() + 30
-        while not served():
-            assert time.monotonic() < deadline, "still refusing after the held connections closed"
+        while (reply := http(port, "POST", PREDICT, GOOD)).status == 200:
+            assert time.monotonic() < deadline, f"connection {DEFAULT_CAP + 1} was never refused"
             time.sleep(0.05)
+        assert reply.status == 503
+        error = reply.json()["error"]
+        assert "Too many connections" in error and "--rest_api_max_connections" in error
+    finally:
+        held.close()
+    server.wait_for_log("REST connection limit reached")
+
+    def served() -> bool:
+        try:
+            return http(port, "POST", PREDICT, GOOD).status == 200
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 30
+    while not served():
+        assert time.monotonic() < deadline, "still refusing after the held connections closed"
+        time.sleep(0.05)
