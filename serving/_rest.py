@@ -234,8 +234,6 @@ class _RestApi:
             body = b""
         except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the cap while streaming
             return self._too_large(f"more than {self._max_body_bytes} bytes sent")
-        if len(body) >= _TRIM_AFTER_BYTES:
-            self._trim_soon()
         if "gzip" in request.headers.get("Content-Encoding", "") and body[:2] == b"\x1f\x8b":
             body = _gunzip(body)
         model: _ModelPath | None = None
@@ -259,6 +257,8 @@ class _RestApi:
                 _log.exception("REST request %s %s failed", method, path[:200])
                 code = Code.INTERNAL
                 response = _json_response(500, jt.error_json("Internal error while handling the request; the server log has the details."))
+        if len(body) >= _TRIM_AFTER_BYTES:
+            self._trim_soon()
         if self._cors:
             response.headers.update(_CORS_HEADERS)
         if self._on_request is not None:
@@ -283,7 +283,11 @@ class _RestApi:
         return response
 
     def _trim_soon(self) -> None:
-        """Give a large request's freed memory back to the OS once it is answered (one trim at a time)."""
+        """Give a large request's freed memory back to the OS shortly after its answer is sent.
+
+        Called when the answer is ready; the trim runs a moment later on a worker thread, once
+        the request's buffers are gone (at most one pending at a time).
+        """
         if self._trim_pending:
             return
         self._trim_pending = True
@@ -297,7 +301,7 @@ class _RestApi:
             finally:
                 self._trim_pending = False
 
-        loop.call_later(0.05, lambda: loop.run_in_executor(None, trim))
+        loop.call_later(0.2, lambda: loop.run_in_executor(None, trim))
 
     def _metrics(self, path: str) -> web.Response:
         # TF Serving registers the bare path but compares it with path+query (spec §7 quirk).
