@@ -80,6 +80,18 @@ class ServerOptions:
     version: bool = False
     # tfstack's own: TF Serving listens on all interfaces; a development server should not.
     host: str = "127.0.0.1"
+    # tfstack-only: serve the REST port over TLS with --ssl_config_file's key pair (mutual TLS when client_verify).
+    rest_api_enable_ssl: bool = False
+    # tfstack-only: largest REST request body in bytes; larger ones get 413 before the body is read.
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    # tfstack-only: a REST connection must deliver a request's complete headers within this time.
+    rest_api_header_timeout_in_ms: int = 10_000
+    # tfstack-only: an idle kept-alive REST connection is closed after this time.
+    rest_api_idle_timeout_in_ms: int = 60_000
+    # tfstack-only: open REST connections beyond this many are answered 503 and closed.
+    rest_api_max_connections: int = 1024
+    # tfstack-only: false makes ModelService/HandleReloadConfigRequest answer UNIMPLEMENTED.
+    enable_reload_config_rpc: bool = True
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -107,7 +119,9 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
         "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
         "monitoring_config_file", "prefer_tflite_model", "num_tflite_pools", "tensorflow_session_config_file",
-        "per_process_gpu_memory_fraction", "mixed_precision",
+        "per_process_gpu_memory_fraction", "mixed_precision", "ssl_config_file", "rest_api_enable_ssl",
+        "rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
+        "rest_api_max_connections", "enable_reload_config_rpc",
     }
 )
 
