@@ -88,6 +88,18 @@ class ServerOptions:
     request_log_max_total_mb: int = 1024
     # tfstack's own: exit on an unknown argument instead of warning and carrying on.
     strict_flags: bool = False
+    # tfstack-only: serve the REST port over TLS with --ssl_config_file's key pair (mutual TLS when client_verify).
+    rest_api_enable_ssl: bool = False
+    # tfstack-only: largest REST request body in bytes; larger ones get 413 before the body is read.
+    rest_api_max_body_bytes: int = 64 * 1024 * 1024
+    # tfstack-only: a REST connection must deliver a request's complete headers within this time.
+    rest_api_header_timeout_in_ms: int = 10_000
+    # tfstack-only: an idle kept-alive REST connection is closed after this time.
+    rest_api_idle_timeout_in_ms: int = 60_000
+    # tfstack-only: open REST connections beyond this many are answered 503 and closed.
+    rest_api_max_connections: int = 1024
+    # tfstack-only: false makes ModelService/HandleReloadConfigRequest answer UNIMPLEMENTED.
+    enable_reload_config_rpc: bool = True
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -136,8 +148,8 @@ FLAG_HELP: dict[str, str] = {
     "grpc_channel_arguments": "gRPC server arguments as key=value,key=value",
     "grpc_max_threads": "upper bound on gRPC threads",
     "enable_grpc_healthcheck_service": "register grpc.health.v1.Health",
-    "use_alts_credentials": "ALTS credentials for gRPC",
-    "ssl_config_file": "text SSLConfig: TLS for gRPC",
+    "use_alts_credentials": "ALTS credentials for gRPC (refused: not implemented)",
+    "ssl_config_file": "text SSLConfig: TLS for gRPC (mutual TLS with client_verify)",
     "enable_signature_method_name_check": "refuse a signature whose method_name does not fit the API",
     "enable_serialization_as_tensor_content": "send Predict outputs packed in tensor_content",
     "remove_unused_fields_from_bundle_metagraph": "drop MetaGraph parts not needed for serving",
@@ -153,6 +165,12 @@ FLAG_HELP: dict[str, str] = {
     "version": "print the server and TensorFlow versions and exit",
     "host": "tfstack only: address to listen on (TF Serving listens on all interfaces)",
     "strict_flags": "tfstack only: exit on an unknown argument instead of warning and carrying on",
+    "rest_api_enable_ssl": "tfstack only: serve REST over TLS with --ssl_config_file's key pair (mTLS with client_verify)",
+    "rest_api_max_body_bytes": "tfstack only: largest REST request body in bytes; larger ones get 413 before they are read",
+    "rest_api_header_timeout_in_ms": "tfstack only: close a REST connection that has not sent complete headers in this time",
+    "rest_api_idle_timeout_in_ms": "tfstack only: close an idle kept-alive REST connection after this time",
+    "rest_api_max_connections": "tfstack only: REST connections beyond this many are answered 503 and closed",
+    "enable_reload_config_rpc": "tfstack only: false makes HandleReloadConfigRequest answer UNIMPLEMENTED",
     "request_log_max_file_mb": "tfstack only: rotate each request log file (logging_config) at this size in MB",
     "request_log_max_total_mb": "tfstack only: delete a prefix's oldest request log files beyond this total in MB",
 }
@@ -173,7 +191,9 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "enable_batching", "batching_parameters_file", "enable_per_model_batching_parameters",
         "monitoring_config_file", "prefer_tflite_model", "num_tflite_pools", "tensorflow_session_config_file",
         "per_process_gpu_memory_fraction", "mixed_precision", "request_log_max_file_mb", "request_log_max_total_mb",
-        "strict_flags",
+        "strict_flags", "ssl_config_file", "rest_api_enable_ssl",
+        "rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
+        "rest_api_max_connections", "enable_reload_config_rpc",
     }
 )
 

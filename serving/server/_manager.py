@@ -119,6 +119,8 @@ class _Managed:
     aspired: dict[int, str] | None = None  # None until the first successful poll
     failed: set[int] = dataclasses.field(default_factory=set)
     loading: dict[int, asyncio.Task] = dataclasses.field(default_factory=dict)
+    # Set when a version waiting to retry its load leaves the aspired set: the wait ends at once.
+    retry_cancelled: dict[int, asyncio.Event] = dataclasses.field(default_factory=dict)
     warned_empty: bool = False
 
 
@@ -281,6 +283,9 @@ class ModelManager:
         if managed is None:
             return
         aspired = managed.aspired or {}
+        for version, cancelled in managed.retry_cancelled.items():
+            if version not in aspired:
+                cancelled.set()
         states = self._core.version_states(name)
         for version in sorted(aspired, reverse=True):
             if version in managed.failed or version in managed.loading:
@@ -341,7 +346,19 @@ class ModelManager:
                 still_aspired = managed is not None and version in (managed.aspired or {})
                 logger.error("Loading servable version %s failed: %s", sid, error)
                 if attempt + 1 < attempts and still_aspired:
-                    await asyncio.sleep(self._options.load_retry_interval_micros / 1e6)
+                    # TF Serving's retrier sleeps the whole interval and tries once more before it
+                    # sees the cancellation; here a version that leaves the aspired set while it
+                    # waits goes to END at once instead of being reported LOADING until then.
+                    cancelled = asyncio.Event()
+                    managed.retry_cancelled[version] = cancelled
+                    try:
+                        await asyncio.wait_for(cancelled.wait(), self._options.load_retry_interval_micros / 1e6)
+                    except asyncio.TimeoutError:
+                        continue
+                    finally:
+                        managed.retry_cancelled.pop(version, None)
+                    logger.info("Retrying of load on servable version %s was cancelled: it is no longer aspired.", sid)
+                    break
                 else:
                     break
             assert error is not None

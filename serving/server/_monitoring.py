@@ -313,7 +313,9 @@ class _GrpcMetricsInterceptor:
                 code = Code.UNKNOWN
                 raise
             finally:
-                model_name = request.model_spec.name if request.HasField("model_spec") else ""
+                # An undecodable request (tfstack.serving.server.grpc._service.Undecodable) has no model_spec.
+                has_spec = hasattr(request, "HasField") and request.HasField("model_spec")
+                model_name = request.model_spec.name if has_spec else ""
                 try:
                     metrics.observe_request(model_name, api, code, time.perf_counter() - started, entrypoint="GRPC")
                 except Exception:  # metrics must never fail a request

@@ -26,6 +26,9 @@ logger = logging.getLogger("tfstack.serving")
 
 SHUTDOWN_GRACE_SECONDS = 10.0
 DRAIN_QUIET_SECONDS = 0.2
+# After SIGTERM, gRPC keeps its listener at most this long, so calls it already received get
+# dispatched before stop() (which would cancel them); then new connections are refused.
+ACCEPT_WINDOW_SECONDS = 0.05
 EXIT_FAILURE = 255  # TF Serving returns -1 from main
 
 
@@ -56,10 +59,31 @@ def _check_options(options: ServerOptions) -> None:
             f"--request_log_max_file_mb={options.request_log_max_file_mb} "
             f"--request_log_max_total_mb={options.request_log_max_total_mb}",
         )
+    if options.use_alts_credentials and options.ssl_config_file:
+        raise StatusError(
+            Code.INVALID_ARGUMENT, "Either use_alts_credentials must be false or ssl_config_file must be empty."
+        )
     if not options.model_config_file and not options.model_base_path:
         raise StatusError(
             Code.INVALID_ARGUMENT, "Both server_options.model_base_path and server_options.model_config_file are empty!"
         )
+    # Security flags are never accepted without their effect: a server asked for a protection
+    # it does not give refuses to start instead of serving unprotected.
+    if options.use_alts_credentials:
+        raise StatusError(
+            Code.UNIMPLEMENTED,
+            "--use_alts_credentials is not supported by tfstack serve; use --ssl_config_file for TLS, "
+            "or real TF Serving for ALTS.",
+        )
+    if options.rest_api_enable_ssl and not options.ssl_config_file:
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            "--rest_api_enable_ssl needs --ssl_config_file (its server_key and server_cert secure the REST port).",
+        )
+    for name in ("rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
+                 "rest_api_max_connections"):
+        if getattr(options, name) <= 0:
+            raise StatusError(Code.INVALID_ARGUMENT, f"--{name} must be positive. Received: --{name}={getattr(options, name)}")
 
 
 def _bundle_options(options: ServerOptions) -> BundleOptions:
@@ -99,7 +123,7 @@ def _initial_config(options: ServerOptions):
     return single_model_config(options.model_name, options.model_base_path)
 
 
-async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, metrics_path: str = ""):
+async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, metrics_path: str = "", tls=None):
     try:
         from tfstack.serving.server.rest import _app as _rest
     except ImportError as exc:
@@ -116,7 +140,8 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
     if metrics is not None:
         monitoring = {"metrics_page": metrics.page, "metrics_path": metrics_path, "on_request": metrics.observe_rest}
     app = _rest.build_rest_app(
-        core, timeout=options.rest_timeout, cors=options.rest_api_enable_cors_support, **monitoring
+        core, timeout=options.rest_timeout, cors=options.rest_api_enable_cors_support,
+        max_body_bytes=options.rest_api_max_body_bytes, **monitoring
     )
     activity = Activity()
 
@@ -125,7 +150,10 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
         activity.active += 1
         activity.last_started = asyncio.get_running_loop().time()
         try:
-            return await handler(request)
+            response = await handler(request)
+            if activity.draining:  # shutting down: the client reconnects elsewhere
+                response.force_close()
+            return response
         finally:
             activity.active -= 1
 
@@ -135,9 +163,21 @@ async def _start_rest(core: ServerCore, options: ServerOptions, metrics=None, me
 
         app.middlewares.append(rest_request_id_middleware(core.request_logger))
     runner_kwargs = {"handle_signals": False, "access_log": None, **getattr(_rest, "RUNNER_KWARGS", {})}
-    runner = web.AppRunner(app, **runner_kwargs)
+    limits = _rest.RestLimits(
+        header_timeout=options.rest_api_header_timeout_in_ms / 1000,
+        idle_timeout=options.rest_api_idle_timeout_in_ms / 1000,
+        max_connections=options.rest_api_max_connections,
+    )
+    runner = _rest.RestRunner(app, limits=limits, **runner_kwargs)
     await runner.setup()
-    site = web.TCPSite(runner, options.host, options.rest_api_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    ssl_context = None
+    if options.rest_api_enable_ssl and tls is not None:
+        from tfstack.serving.server._tls import rest_ssl_context
+
+        ssl_context = rest_ssl_context(tls)
+    site = web.TCPSite(
+        runner, options.host, options.rest_api_port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, ssl_context=ssl_context
+    )
     await site.start()
     return runner, activity
 
@@ -151,6 +191,11 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             loop.add_signal_handler(sig, stop.set)
     try:
         _check_options(options)
+        tls = None
+        if options.ssl_config_file:  # checked before any model loads: a bad file fails fast
+            from tfstack.serving.server._tls import read_ssl_config
+
+            tls = read_ssl_config(options.ssl_config_file)
         config = _initial_config(options)
         bundle = _bundle_options(options)
         from tfstack.serving.server._batching import batching_executor_from_flags
@@ -228,15 +273,28 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             tensor_content=options.enable_serialization_as_tensor_content,
             channel_arguments=channel_arguments,
             interceptors=[*([metrics.grpc_interceptor()] if metrics is not None else ()), request_id_interceptor(request_logger)],
+            enable_reload_config_rpc=options.enable_reload_config_rpc,
         )
+
+        def add_port(address: str) -> None:
+            # server.cc BuildServerCredentials: the same credentials on the TCP port and the socket.
+            if tls is None:
+                grpc_server.add_insecure_port(address)
+            else:
+                from tfstack.serving.server._tls import grpc_server_credentials
+
+                grpc_server.add_secure_port(address, grpc_server_credentials(tls))
+
         try:
             if options.port:
-                grpc_server.add_insecure_port(f"{options.host}:{options.port}")
+                add_port(f"{options.host}:{options.port}")
             if options.grpc_socket_path:
-                grpc_server.add_insecure_port(f"unix:{options.grpc_socket_path}")
+                add_port(f"unix:{options.grpc_socket_path}")
         except RuntimeError as exc:
             return _startup_failure(StatusError(Code.UNAVAILABLE, f"Failed to bind gRPC port {options.port}: {exc}"))
         await grpc_server.start()
+        if tls is not None:
+            logger.info("Using SSL credentials%s", " (client certificates required)" if tls.client_verify else "")
         if options.port:
             logger.info("Running gRPC ModelServer at %s:%d ...", options.host, options.port)
         if options.grpc_socket_path:
@@ -244,12 +302,15 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
         if options.rest_api_port:
             try:
-                rest_runner, rest_activity = await _start_rest(core, options, metrics, metrics_path)
+                rest_runner, rest_activity = await _start_rest(core, options, metrics, metrics_path, tls)
             except StatusError as exc:
                 return _startup_failure(exc)
             except OSError as exc:
                 return _startup_failure(StatusError(Code.UNAVAILABLE, f"Failed to bind REST port {options.rest_api_port}: {exc}"))
-            logger.info("Exporting HTTP/REST API at:%s:%d ...", options.host, options.rest_api_port)
+            logger.info(
+                "Exporting HTTP/REST API at:%s:%d ...%s", options.host, options.rest_api_port,
+                " (TLS)" if options.rest_api_enable_ssl else "",
+            )
 
         manager.start(config_file=options.model_config_file, config_poll_seconds=options.model_config_file_poll_wait_seconds)
         await stop.wait()
@@ -263,26 +324,34 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
 
 
 async def _shutdown(grpc_server, rest_runner, rest_activity, manager: ModelManager, core: ServerCore) -> None:
+    """Stop accepting at once, answer what already arrived (within the grace period), then stop.
+
+    The REST listener closes first thing and answers given while draining carry
+    `Connection: close`; gRPC health turns NOT_SERVING and, after at most ACCEPT_WINDOW_SECONDS
+    for calls grpc already received to be dispatched (grpc.aio's stop() cancels undispatched
+    ones), stop() closes the gRPC listener while running calls finish within the grace period.
+    """
     steps = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + SHUTDOWN_GRACE_SECONDS
+    if rest_runner is not None:
+        rest_activity.draining = True
+        for site in list(rest_runner.sites):
+            with contextlib.suppress(Exception):
+                await site.stop()  # closes the listening socket; open connections stay
     if grpc_server is not None:
         health = getattr(grpc_server, "health_servicer", None)
         if health is not None:
             with contextlib.suppress(Exception):
                 await health.enter_graceful_shutdown()
-    # Requests that already reached us are answered before the servers' stop() would cancel
-    # them (grpc.aio cancels calls it has not dispatched yet).
-    activities = [grpc_server.activity] if grpc_server is not None else []
-    if rest_activity is not None:
-        activities.append(rest_activity)
-    for activity in activities:
-        await activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=deadline)
-    if grpc_server is not None:
+        window = min(deadline, loop.time() + ACCEPT_WINDOW_SECONDS)
+        await grpc_server.activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=window)
         steps.append(grpc_server.stop(max(0.1, deadline - loop.time())))
-    if rest_runner is not None:
-        steps.append(rest_runner.cleanup())
+    if rest_activity is not None:
+        steps.append(rest_activity.quiesce(quiet=DRAIN_QUIET_SECONDS, deadline=deadline))
     results = await asyncio.gather(*steps, return_exceptions=True)
+    if rest_runner is not None:
+        results.append(*(await asyncio.gather(rest_runner.cleanup(), return_exceptions=True)))
     for result in results:
         if isinstance(result, Exception):
             logger.warning("Error while stopping a front end: %s", result)

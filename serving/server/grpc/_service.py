@@ -33,6 +33,9 @@ logger = logging.getLogger("tfstack.serving")
 
 _MAX_MESSAGE = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(INT32_MAX), no flag
 _MAX_ERROR = 1024
+# numpy holds at most 64 dimensions; TensorFlow's TensorShape at most 254 (TensorShape::kMaxDims).
+_MAX_NUMPY_RANK = 64
+_MAX_TF_RANK = 254
 
 
 def _truncate(message: str) -> str:
@@ -50,6 +53,7 @@ class Activity:
     def __init__(self) -> None:
         self.active = 0
         self.last_started = 0.0
+        self.draining = False  # set at shutdown (REST answers then close their connection)
 
     async def quiesce(self, *, quiet: float, deadline: float) -> None:
         """Return once idle for `quiet` seconds, or at loop time `deadline`."""
@@ -71,18 +75,52 @@ def _rpc(method):
         activity.active += 1
         activity.last_started = _now()
         try:
+            if request.__class__ is Undecodable:
+                await context.abort(grpc.StatusCode.INTERNAL, request.message)
             return await method(self, request, context)
         except StatusError as exc:
             await context.abort(grpc.StatusCode[exc.code.name], _truncate(exc.message))
         except grpc.aio.AbortError:
             raise
-        except Exception as exc:
+        except Exception:
+            # A bug of ours, not the client's: the traceback goes to the log, not on the wire.
             logger.exception("Unexpected error in %s", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, _truncate(f"{type(exc).__name__}: {exc}"))
+            await context.abort(grpc.StatusCode.INTERNAL, f"Internal error in {method.__name__}; the server log has the details.")
         finally:
             activity.active -= 1
 
     return wrapper
+
+
+class Undecodable:
+    """What a request deserializer returns for bytes that are not the request message.
+
+    grpc's Python server would answer UNKNOWN with a Python exception in the text and log a
+    traceback for each one. C++ gRPC servers, TF Serving among them, answer INTERNAL
+    (grpcpp/impl/proto_utils.h GenericDeserialize: `InitializationErrorString()`, empty for
+    proto3 messages); we answer the same code with a message saying what was expected.
+    """
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def lenient_deserializer(message_class):
+    """`message_class.FromString` that returns an `Undecodable` instead of raising."""
+    from google.protobuf.message import DecodeError
+
+    full_name = message_class.DESCRIPTOR.full_name
+    parse = message_class.FromString
+
+    def deserialize(data: bytes):
+        try:
+            return parse(data)
+        except (DecodeError, RuntimeError, ValueError):
+            return Undecodable(f"Failed to parse request: {len(data)} bytes received are not a valid {full_name} message.")
+
+    return deserialize
 
 
 def _now() -> float:
@@ -129,6 +167,15 @@ def tensor_proto_to_ndarray(alias: str, proto) -> np.ndarray:
 
     # Typed fields may hold fewer values than the shape (the last one repeats), so a tiny
     # message could ask for a huge tensor: refuse what TF's own allocation would refuse.
+    rank = len(proto.tensor_shape.dim)
+    if rank > _MAX_NUMPY_RANK:
+        if rank > _MAX_TF_RANK:  # TensorShape refuses it too: TF Serving's own text
+            raise StatusError(Code.INVALID_ARGUMENT, f"tensor parsing error: {alias}")
+        raise StatusError(
+            Code.INVALID_ARGUMENT,
+            f"tensor parsing error: {alias}: a tensor of rank {rank} was received; this server takes tensors of "
+            f"rank at most {_MAX_NUMPY_RANK} (numpy's limit; TensorFlow allows {_MAX_TF_RANK}).",
+        )
     elements = 1
     for dim in proto.tensor_shape.dim:
         if dim.size < 0:
@@ -327,10 +374,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService: version status and config reload."""
 
-    def __init__(self, core: ServerCore, manager, *, activity: Activity | None = None) -> None:
+    def __init__(
+        self, core: ServerCore, manager, *, activity: Activity | None = None, reload_enabled: bool = True
+    ) -> None:
         self._core = core
         self._manager = manager
         self._activity = activity or Activity()
+        self._reload_enabled = reload_enabled
 
     @_rpc
     async def GetModelStatus(self, request, context):
@@ -349,6 +399,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_rpc
     async def HandleReloadConfigRequest(self, request, context):
+        if not self._reload_enabled:
+            raise StatusError(
+                Code.UNIMPLEMENTED,
+                "HandleReloadConfigRequest is disabled on this server (--enable_reload_config_rpc=false); "
+                "change the served models through --model_config_file instead.",
+            )
         if request.config.WhichOneof("config") != "model_config_list":
             raise StatusError(
                 Code.INVALID_ARGUMENT,
@@ -360,6 +416,47 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = 0
         return response
+
+
+def _add_unary_service(server, service: str, methods: dict) -> None:
+    """Register unary-unary `methods` {name: (behaviour, request class, response class)}.
+
+    What the generated `add_*Servicer_to_server` functions do, with a request deserializer
+    that never raises (`lenient_deserializer`); the behaviours check for `Undecodable`.
+    """
+    handlers = {
+        name: grpc.unary_unary_rpc_method_handler(
+            behaviour, request_deserializer=lenient_deserializer(request), response_serializer=response.SerializeToString
+        )
+        for name, (behaviour, request, response) in methods.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+
+def _add_health_service(server, servicer, health_pb2) -> None:
+    """grpc.health.v1.Health (Check, Watch) with the same undecodable-request rule."""
+
+    async def check(request, context):
+        if request.__class__ is Undecodable:
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
+        return await servicer.Check(request, context)
+
+    async def watch(request, context):
+        if request.__class__ is Undecodable:
+            await context.abort(grpc.StatusCode.INTERNAL, request.message)
+        async for response in servicer.Watch(request, context):
+            yield response
+
+    request, response = health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            check, request_deserializer=lenient_deserializer(request), response_serializer=response.SerializeToString
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(
+            watch, request_deserializer=lenient_deserializer(request), response_serializer=response.SerializeToString
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("grpc.health.v1.Health", handlers),))
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -383,12 +480,17 @@ async def build_grpc_server(
     tensor_content: bool = False,
     channel_arguments: Sequence[tuple[str, int | str]] = (),
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    enable_reload_config_rpc: bool = True,
 ) -> grpc.aio.Server:
     """A grpc.aio server with PredictionService, ModelService and grpc.health.v1 (not started).
 
-    `interceptors` wrap every RPC (the monitoring request counters use one).
+    `interceptors` wrap every RPC (the monitoring request counters use one). With
+    `enable_reload_config_rpc=False` (tfstack's `--enable_reload_config_rpc=false`),
+    HandleReloadConfigRequest answers UNIMPLEMENTED and changes nothing.
+    Request bytes that do not parse as the method's request message get INTERNAL, as from a C++
+    gRPC server (see `Undecodable`), without a traceback in the log.
     """
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health, health_pb2
 
     options = [
         ("grpc.max_send_message_length", _MAX_MESSAGE),
@@ -398,14 +500,26 @@ async def build_grpc_server(
     ]
     server = grpc.aio.server(options=options, interceptors=list(interceptors) or None)
     activity = Activity()
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(core, tensor_content=tensor_content, activity=activity), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core, manager, activity=activity), server)
+    prediction = PredictionService(core, tensor_content=tensor_content, activity=activity)
+    _add_unary_service(server, "tensorflow.serving.PredictionService", {
+        "Predict": (prediction.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "Classify": (prediction.Classify, classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse),
+        "Regress": (prediction.Regress, regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+        "MultiInference": (prediction.MultiInference, inference_pb2.MultiInferenceRequest, inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": (prediction.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest,
+                             get_model_metadata_pb2.GetModelMetadataResponse),
+    })
+    models = ModelService(core, manager, activity=activity, reload_enabled=enable_reload_config_rpc)
+    _add_unary_service(server, "tensorflow.serving.ModelService", {
+        "GetModelStatus": (models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest,
+                           get_model_status_pb2.GetModelStatusResponse),
+        "HandleReloadConfigRequest": (models.HandleReloadConfigRequest, model_management_pb2.ReloadConfigRequest,
+                                      model_management_pb2.ReloadConfigResponse),
+    })
     health_servicer = health.aio.HealthServicer()
     for service in ("", "ModelService", "PredictionService"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    _add_health_service(server, health_servicer, health_pb2)
     server.health_servicer = health_servicer  # type: ignore[attr-defined]  # for graceful shutdown
     server.activity = activity  # type: ignore[attr-defined]
     return server

@@ -16,6 +16,7 @@ bodies are decoded here with TF Serving's rules; if aiohttp already decoded them
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import re
@@ -26,12 +27,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_server import Server
 
 from tfstack.serving.server.rest import _json_tensor as jt
 from tfstack.serving._errors import Code, StatusError
 
-__all__ = ["build_rest_app", "RUNNER_KWARGS", "PING_PATH", "DEFAULT_METRICS_PATH", "RequestObserver"]
+__all__ = [
+    "build_rest_app", "RUNNER_KWARGS", "PING_PATH", "DEFAULT_METRICS_PATH", "RequestObserver", "RestLimits", "RestRunner",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -63,6 +67,9 @@ _MAX_GUNZIP_BYTES = 100 * 1024 * 1024
 # Bodies/outputs above this are converted on a worker thread so the loop keeps serving.
 _OFFLOAD_BYTES = 256 * 1024
 _INT64_MAX = 2**63 - 1
+_MAX_VERSION_DIGITS = 19  # int64; longer digit strings are never parsed (Python caps int() at 4300 digits)
+# After a request body this large, glibc is asked to give the freed heap back (see _trim_soon).
+_TRIM_AFTER_BYTES = 4 * 1024 * 1024
 _STATES = {0: "UNKNOWN", 10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 
 
@@ -126,7 +133,7 @@ def _parse_model_path(method: str, path: str) -> _ModelPath | None:
         name = _unescape(name)
     version = None
     if version_text:
-        version = int(version_text)
+        version = int(version_text) if len(version_text) <= _MAX_VERSION_DIGITS + 1 else _INT64_MAX + 1
         if version > _INT64_MAX:
             raise _EmptyBadRequest(f"Failed to convert version: {version_text} to numeric.")
     decoded_label = _unescape(label) if label else None
@@ -190,9 +197,12 @@ class _RestApi:
         metrics_path: str,
         metrics_page: Callable[[], str] | None,
         on_request: RequestObserver | None,
+        max_body_bytes: int,
     ) -> None:
         self._core = core
         self._timeout = timeout
+        self._max_body_bytes = max_body_bytes
+        self._trim_pending = False
         self._cors = cors
         self._metrics_path = metrics_path
         self._metrics_page = metrics_page
@@ -213,12 +223,17 @@ class _RestApi:
                 return self._metrics(path)
             return _libevent_error(404, "Not Found")
         start = time.perf_counter()
+        announced = request.content_length
+        if announced is not None and announced > self._max_body_bytes:
+            return self._too_large(f"{announced} bytes announced (Content-Length)")
         try:
             body = await request.read()
         except RequestPayloadError:
             # aiohttp itself failed to decode Content-Encoding (a runner without
             # RUNNER_KWARGS); TF Serving answers an undecodable gzip body as an empty one.
             body = b""
+        except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past the cap while streaming
+            return self._too_large(f"more than {self._max_body_bytes} bytes sent")
         if "gzip" in request.headers.get("Content-Encoding", "") and body[:2] == b"\x1f\x8b":
             body = _gunzip(body)
         model: _ModelPath | None = None
@@ -238,10 +253,12 @@ class _RestApi:
                 response = _json_response(exc.code.http_status, jt.error_json(exc.message))
             except asyncio.TimeoutError:
                 code, response = Code.DEADLINE_EXCEEDED, _json_response(504, jt.error_json("Deadline Exceeded"))
-            except Exception as exc:  # a bug here must not take the connection down silently
-                _log.exception("REST request %s %s failed", method, path)
+            except Exception:  # a bug of ours: traceback in the log, no Python internals on the wire
+                _log.exception("REST request %s %s failed", method, path[:200])
                 code = Code.INTERNAL
-                response = _json_response(500, jt.error_json(f"{type(exc).__name__}: {exc}"))
+                response = _json_response(500, jt.error_json("Internal error while handling the request; the server log has the details."))
+        if len(body) >= _TRIM_AFTER_BYTES:
+            self._trim_soon()
         if self._cors:
             response.headers.update(_CORS_HEADERS)
         if self._on_request is not None:
@@ -252,6 +269,39 @@ class _RestApi:
             except Exception:  # metrics must never fail a request
                 _log.exception("REST request observer failed")
         return response
+
+    def _too_large(self, received: str) -> web.Response:
+        """413 before the body is read; the connection closes after it (aiohttp discards what follows)."""
+        message = (
+            f"Request body too large: {received}; this server accepts at most {self._max_body_bytes} bytes "
+            "(tfstack flag --rest_api_max_body_bytes)."
+        )
+        response = _json_response(413, jt.error_json(message))
+        response.force_close()
+        if self._cors:
+            response.headers.update(_CORS_HEADERS)
+        return response
+
+    def _trim_soon(self) -> None:
+        """Give a large request's freed memory back to the OS shortly after its answer is sent.
+
+        Called when the answer is ready; the trim runs a moment later on a worker thread, once
+        the request's buffers are gone (at most one pending at a time).
+        """
+        if self._trim_pending:
+            return
+        self._trim_pending = True
+        loop = asyncio.get_running_loop()
+
+        def trim() -> None:
+            from tfstack.serving.server._servable import _return_free_memory
+
+            try:
+                _return_free_memory()
+            finally:
+                self._trim_pending = False
+
+        loop.call_later(0.2, lambda: loop.run_in_executor(None, trim))
 
     def _metrics(self, path: str) -> web.Response:
         # TF Serving registers the bare path but compares it with path+query (spec §7 quirk).
@@ -353,6 +403,7 @@ def build_rest_app(
     metrics_path: str = DEFAULT_METRICS_PATH,
     metrics_page: Callable[[], str] | None = None,
     on_request: RequestObserver | None = None,
+    max_body_bytes: int = 64 * 1024 * 1024,
 ) -> web.Application:
     """Build the TF-Serving-compatible REST application over `core`.
 
@@ -366,6 +417,9 @@ def build_rest_app(
         on_request: called after every /v1 request as
             `on_request(model_name, api, code, latency_seconds)`; `api` is the URL verb
             ("predict"/"classify"/"regress", "" for GET), `model_name` "" for unparsable URLs.
+        max_body_bytes: larger request bodies get 413 `{"error": ...}` before they are read
+            (an announced Content-Length), or as soon as a chunked body passes the limit
+            (tfstack's `--rest_api_max_body_bytes`; TF Serving has no limit).
 
     Returns:
         An `aiohttp.web.Application`; serve it with `web.AppRunner(app, **RUNNER_KWARGS)`.
@@ -379,8 +433,158 @@ def build_rest_app(
         timeout = None
     if not metrics_path.startswith("/"):
         raise ValueError(f"metrics_path must start with '/'. Received: metrics_path={metrics_path!r}")
-    api = _RestApi(core, timeout, cors=cors, metrics_path=metrics_path, metrics_page=metrics_page, on_request=on_request)
-    # TF Serving takes bodies up to its own (much larger) limits; aiohttp's default is 1 MiB.
-    app = web.Application(client_max_size=2**31 - 1)
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes <= 0:
+        raise ValueError(f"max_body_bytes must be a positive int. Received: max_body_bytes={max_body_bytes!r}")
+    api = _RestApi(
+        core, timeout, cors=cors, metrics_path=metrics_path, metrics_page=metrics_page, on_request=on_request,
+        max_body_bytes=max_body_bytes,
+    )
+    # aiohttp enforces the same cap while reading chunked bodies (its default is 1 MiB).
+    app = web.Application(client_max_size=max_body_bytes)
     app.router.add_route("*", "/{tail:.*}", api.handle)
     return app
+
+
+# ------------------------------------------------------------------ connection limits
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RestLimits:
+    """What one REST connection may hold (tfstack's own flags; libevent in TF Serving has none).
+
+    header_timeout: seconds a connection gets to deliver a request's complete headers, counted
+        from when it opens, or from the first byte of its next request on a kept-alive
+        connection (slowloris protection). idle_timeout: seconds a kept-alive connection may sit
+        between requests. max_connections: open connections beyond this are answered 503 with a
+        JSON error and closed.
+    """
+
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_connections: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("header_timeout", "idle_timeout", "max_connections"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number. Received: {name}={value!r}")
+
+
+class _TimedRequestHandler(RequestHandler):
+    """aiohttp's connection handler with a header-read deadline.
+
+    aiohttp closes a connection that is still waiting for a complete request when its
+    keep-alive timer fires; that timer starts when the connection opens and after each
+    response. Here the first wait is the header timeout, and a kept-alive connection that
+    starts sending its next request gets the header timeout from that first byte on.
+    """
+
+    __slots__ = ("_header_timeout", "_header_clock_running")
+
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timeout = header_timeout
+        self._header_clock_running = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._close_at(self._loop.time() + self._header_timeout)
+
+    def _close_at(self, when: float) -> None:
+        if self._keepalive_handle is not None:
+            self._keepalive_handle.cancel()
+        self._next_keepalive_close_time = when
+        self._keepalive_handle = self._loop.call_at(when, self._process_keepalive)
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiter is not None and not self._header_clock_running:
+            # The first byte of a new request on a kept-alive connection: headers are due now.
+            self._header_clock_running = True
+            self._close_at(self._loop.time() + self._header_timeout)
+        messages = len(self._messages)
+        super().data_received(data)
+        if len(self._messages) > messages:  # headers complete: the idle timer applies again later
+            self._header_clock_running = False
+
+
+class _Refusal(asyncio.Protocol):
+    """Answers a connection over the cap with 503 and closes it.
+
+    What the client sends is read and dropped for up to a second: closing a socket with unread
+    data makes the kernel reset the connection, and the client would lose the answer.
+    """
+
+    _LINGER_SECONDS = 1.0
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        head = (
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(self._body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        transport.write(head + self._body)  # type: ignore[attr-defined]
+        if transport.can_write_eof():  # type: ignore[attr-defined]
+            transport.write_eof()  # type: ignore[attr-defined]
+        self._timer = asyncio.get_running_loop().call_later(self._LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        return False  # the client is done: close
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _BoundedServer(Server):
+    """aiohttp's low-level server with a connection cap and `_TimedRequestHandler` connections."""
+
+    def __init__(self, *args: Any, limits: RestLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._limits = limits
+        self._refused = 0
+        self._last_refusal_log = 0.0
+        self._refusal_body = jt.error_json(
+            f"Too many connections: this server holds at most {limits.max_connections} open REST connections "
+            "(tfstack flag --rest_api_max_connections); retry later or reuse a kept-alive connection."
+        )
+
+    def __call__(self) -> asyncio.Protocol:  # type: ignore[override]
+        if len(self._connections) >= self._limits.max_connections:
+            self._refused += 1
+            now = self._loop.time()
+            if now - self._last_refusal_log >= 10.0:  # one line per 10 s at most, with the count
+                _log.warning(
+                    "REST connection limit reached (%d open); refused %d connection(s) with 503 since the last report.",
+                    len(self._connections), self._refused,
+                )
+                self._refused, self._last_refusal_log = 0, now
+            return _Refusal(self._refusal_body)
+        return _TimedRequestHandler(self, loop=self._loop, header_timeout=self._limits.header_timeout, **self._kwargs)
+
+
+class RestRunner(web.AppRunner):
+    """`web.AppRunner` whose connections obey `RestLimits` (header/idle timeouts, a connection cap)."""
+
+    def __init__(self, app: web.Application, *, limits: RestLimits | None = None, **kwargs: Any) -> None:
+        self._limits = limits or RestLimits()
+        kwargs.setdefault("keepalive_timeout", self._limits.idle_timeout)
+        # What follows a 413 (the rest of an oversized body) is read and dropped for at most this long.
+        kwargs.setdefault("lingering_time", 2.0)
+        super().__init__(app, **kwargs)
+
+    async def _make_server(self) -> Server:
+        plain = await super()._make_server()
+        return _BoundedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            limits=self._limits,
+            **plain._kwargs,
+        )

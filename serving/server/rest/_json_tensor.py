@@ -401,8 +401,10 @@ class _Reader:
         use_double = False
         d = 0.0
         significant = max(0, len(int_text) - 1) if int_text[:1] not in (b"0", b"") else 0
-        magnitude = int(int_text) if not nan_or_inf else 0
-        if not nan_or_inf and ((minus and magnitude > 2**63) or (not minus and magnitude > 2**64 - 1)):
+        # More than 20 digits is past uint64 whatever they are, and int() refuses 4,300+ digits.
+        too_long = len(int_text) > 20
+        magnitude = int(int_text) if not nan_or_inf and not too_long else 0
+        if not nan_or_inf and (too_long or (minus and magnitude > 2**63) or (not minus and magnitude > 2**64 - 1)):
             use_double = True
             limit = 2**63 if minus else 2**64 - 1
             prefix_value = 0
@@ -460,11 +462,13 @@ class _Reader:
             exp = 0
             max_exp = 308 - exp_frac
             while is_digit(peek(pos)):
-                exp = exp * 10 + (self.data[pos] - 0x30)
+                if exp < 214748364:  # rapidjson stops accumulating here too (its issue #313)
+                    exp = exp * 10 + (self.data[pos] - 0x30)
                 pos += 1
                 if not exp_minus and exp > max_exp:
                     raise _ParseError("too_big", start)
-            exp_text = (b"-" if exp_minus else b"") + self.data[exp_start:pos]
+            # A negative exponent this long underflows to zero; keep float() from a huge string.
+            exp_text = (b"-" if exp_minus else b"") + (self.data[exp_start:pos] if exp < 214748364 else b"999999999")
         if nan_or_inf and not frac_text and not exp_text:
             return value, pos
         if not is_double:
@@ -1248,11 +1252,42 @@ def _example_from_json(value: Any) -> bytes:
         raise _invalid(f"Example must be JSON object but got JSON {_json_type(value)}")
     example = example_pb2.Example()
     features = example.features.feature
+    raw_entries: list[bytes] = []
     for name, content in value.items():
         feature = feature_pb2.Feature()
         _feature_from_json(name, content, feature)
+        try:
+            key = name.encode("utf-8")
+        except UnicodeEncodeError:  # invalid UTF-8 in the body (rapidjson keeps raw bytes)
+            key = None
+        if key is None or raw_entries:
+            raw_entries.append(_map_entry(name.encode("utf-8", "surrogateescape"), feature.SerializeToString()))
+            continue
         features[name].CopyFrom(feature)
+    if raw_entries:
+        # protobuf refuses a non-UTF-8 map key; TF Serving's C++ proto writes the bytes as they
+        # are, and the model then reports the feature it misses. Encode those entries by hand.
+        done = [_map_entry(k.encode("utf-8"), v.SerializeToString()) for k, v in features.items()]
+        return _length_delimited(1, _length_delimited(1, b"".join(done + raw_entries)))
     return example.SerializeToString()
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, number = number & 0x7F, number >> 7
+        out.append(low | (0x80 if number else 0))
+        if not number:
+            return bytes(out)
+
+
+def _length_delimited(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _map_entry(key: bytes, value: bytes) -> bytes:
+    """One `map<string, Feature>` entry of Features.feature (field 1): key = 1, value = 2."""
+    return _length_delimited(1, _length_delimited(1, key) + _length_delimited(2, value))
 
 
 def examples_from_json(doc: Mapping[str, Any]) -> list[bytes]:

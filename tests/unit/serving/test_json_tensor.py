@@ -403,3 +403,32 @@ def test_debug_rendering_stops_at_nan_like_rapidjson():
 
 def test_debug_rendering_escapes_like_rapidjson_writer():
     assert jt.debug_string({"k\n": "a\"b\\c\x01/é"}) == '{\n    "k\\n": "a\\"b\\\\c\\u0001/é"\n}'
+
+
+@pytest.mark.parametrize("digits", [21, 4300, 4301, 100_000])
+def test_integer_literals_past_int_limits_are_rapidjsons_too_big(digits):
+    # rapidjson turns an integer past uint64 into a double and stops at DBL_MAX ("too big");
+    # Python's int() would refuse 4,301+ digits with a ValueError (issue 17).
+    for sign in ("", "-"):
+        body = f'{{"instances": [{sign}{"9" * digits}]}}'.encode()
+        if digits < 300:
+            assert jt.parse_json(body)["instances"][0] == float(f"{sign}{'9' * digits}")
+            continue
+        with pytest.raises(StatusError) as caught:
+            jt.parse_json(body)
+        assert caught.value.message == "JSON Parse error: Number too big to be stored in double. at offset: 15"
+
+
+def test_a_negative_exponent_with_thousands_of_digits_underflows_quickly():
+    assert jt.parse_json(b'{"instances": [1e-' + b"9" * 200_000 + b"]}")["instances"] == [0.0]
+
+
+def test_an_example_feature_name_that_is_not_utf8_is_kept_as_bytes():
+    from tensorflow.core.example import example_pb2
+
+    doc = jt.parse_json(b'{"examples": [{"x": 2.0, "q\xa4": [1, 2]}]}')
+    (serialized,) = jt.examples_from_json(doc)
+    assert b"q\xa4" in serialized
+    # Everything else decodes as the Example it is (protobuf's Python parser refuses the key).
+    valid = jt.examples_from_json(jt.parse_json(b'{"examples": [{"x": 2.0}]}'))[0]
+    assert example_pb2.Example.FromString(valid).features.feature["x"].float_list.value == [2.0]
