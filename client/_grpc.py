@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from tfstack.client._options import DEFAULT_MAX_MESSAGE_SIZE, TlsConfig
 from tfstack.client._proto import tfstack_serving_pb2 as pb
 from tfstack.client._conform import conform_inputs, explain_rejection
 from tfstack.client._protocol import Operation, SignatureCache, signature_for_inputs, single_input_name
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
 from tfstack.client._results import (
     Classification,
     ClassifyResult,
@@ -43,7 +46,7 @@ GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 class GrpcCall:
     method: str
     request: Any
-    response_type: type
+    response_type: type[Message]
 
 
 def _model_spec(spec: pb.ModelSpec, sel: ModelSelector, *, with_signature: bool = True) -> None:

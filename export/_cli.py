@@ -39,7 +39,7 @@ def list_models(base_path: str) -> None:
     from rich.table import Table
 
     repo = ModelRepository(base_path)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     with _errors():
         for model_name in repo.models():
             versions = repo.versions(model_name)

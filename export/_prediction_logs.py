@@ -269,6 +269,7 @@ def warmup_records(logs: Sequence[LoggedRequest], *, model_name: str, limit: int
     records = []
     for entry in replayable:
         kind = entry.kind
+        assert kind is not None  # replayable holds the four request kinds only
         record = prediction_log_pb2.PredictionLog()
         getattr(record, kind).request.CopyFrom(getattr(entry.log, kind).request)
         request = getattr(record, kind).request

@@ -591,7 +591,7 @@ def _verify(spec: ExportSpec, path: Path, class_names: tuple[str, ...]) -> None:
     reference = np.asarray(spec.keras_model(dict(inputs)), dtype=np.float32)
     if spec.task == "regression":
         reference = reference.reshape(-1)
-    examples = np.array(_signatures.serialize_examples(spec.features, spec.sample_inputs), dtype=object)
+    examples: np.ndarray = np.array(_signatures.serialize_examples(spec.features, spec.sample_inputs), dtype=object)
     with _session.SessionModel(path) as model:
         missing = [name for name in expected if name not in model.signature_defs]
         if missing:

@@ -7,6 +7,7 @@ one input `inputs` (DT_STRING [N] serialized tf.Example) and outputs `classes`+`
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -191,12 +192,12 @@ def _set_method_names(path: Path) -> None:
         pb_path.write_bytes(original)
 
 
-def serialize_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarray]) -> list[bytes]:
+def serialize_examples(features: tuple[FeatureSpec, ...], inputs: Mapping[str, np.ndarray]) -> list[bytes]:
     """One serialized tf.Example per row of `inputs`, with one feature per FeatureSpec."""
     return [example.SerializeToString() for example in make_examples(features, inputs)]
 
 
-def make_examples(features: tuple[FeatureSpec, ...], inputs: dict[str, np.ndarray]) -> list[tf.train.Example]:
+def make_examples(features: tuple[FeatureSpec, ...], inputs: Mapping[str, np.ndarray]) -> list[tf.train.Example]:
     rows = next(iter(inputs.values())).shape[0]
     examples = []
     for i in range(rows):

@@ -125,7 +125,7 @@ def _tensorflow_quietly() -> None:
 
 def _prepare_environment(args: list[str]) -> None:
     """Settings that must exist before TensorFlow loads (so here, not at import time)."""
-    command = next((a for a in args if not a.startswith("-")), None)
+    command = next((a for a in args if not a.startswith("-")), "")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", _TF_LOG_LEVEL.get(command, "2"))
     if not sys.stdout.isatty():
         # rich falls back to 80 columns without a terminal and cuts tables; piped output has no

@@ -128,6 +128,7 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
     dataset = load_dataset(config)
     lineage = logged_parent = None
     if config.from_logs:
+        assert config.labels is not None  # TrainConfig requires --labels with --from-logs
         from tfstack.training._datasets import dataset_name
         from tfstack.training._feedback import add_logged_rows
 
@@ -151,14 +152,19 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
     # runtime's cluster), so it comes before the seed and the first op.
     strategy = multi_worker_strategy(tf) if config.strategy == "multi-worker" else _strategy(config.strategy, tf)
     role = worker_role(strategy) if config.strategy == "multi-worker" else WorkerRole(index=0, count=1, is_chief=True)
+    chosen_dir: Path | None
     if config.strategy == "multi-worker" and config.run_dir is None:
         # The same command on the same cluster finds the same directory, so a restarted worker
         # finds the run's backup.
-        run_dir = multi_worker_run_dir(requested, model_name, workers=role.count)
+        chosen_dir = multi_worker_run_dir(requested, model_name, workers=role.count)
     else:
-        run_dir = Path(config.run_dir) if config.run_dir is not None else None
+        chosen_dir = Path(config.run_dir) if config.run_dir is not None else None
     # Only the chief writes into the run directory; the other workers only read its backup.
-    run_dir = _make_run_dir(None if run_dir is None else str(run_dir), model_name) if role.is_chief else run_dir
+    if role.is_chief:
+        run_dir = _make_run_dir(None if chosen_dir is None else str(chosen_dir), model_name)
+    else:
+        assert chosen_dir is not None  # other workers exist only in a multi-worker run, which names the directory
+        run_dir = chosen_dir
     config = dataclasses.replace(config, model_name=model_name, run_dir=str(run_dir))
 
     keras.utils.set_random_seed(config.seed)

@@ -450,6 +450,7 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
     if spec.protocol == "grpc":
         import grpc
 
+        assert spec.target.grpc_target is not None  # a gRPC scenario exists only with a gRPC target
         channel = grpc.aio.insecure_channel(
             spec.target.grpc_target,
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
@@ -457,25 +458,28 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
         if spec.kind == KIND_FLOOR:
             method, body = channel.unary_unary(MODEL_STATUS_METHOD), model_status_request(spec.target.model_name)
         else:
+            assert spec.payload is not None  # Predict scenarios carry their payload
             method, body = channel.unary_unary(PREDICT_METHOD), spec.payload.grpc_request
 
-        async def send() -> None:
+        async def send_grpc() -> None:
             await method(body, timeout=spec.timeout)
 
         async def close() -> None:
             await channel.close()
 
-        return send, close
+        return send_grpc, close
 
     import aiohttp
 
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=spec.timeout)
     )
+    assert spec.target.rest_url is not None  # a REST scenario exists only with a REST target
     base = spec.target.rest_url.rstrip("/")
     if spec.kind == KIND_FLOOR:
         method, url, data, headers = "GET", f"{base}/v1/models/{spec.target.model_name}", None, {}
     else:
+        assert spec.payload is not None  # Predict scenarios carry their payload
         method, url = "POST", f"{base}/v1/models/{spec.target.model_name}:predict"
         data, headers = spec.payload.rest_body, {"Content-Type": "application/json"}
 
@@ -490,11 +494,13 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
 
 def _sync_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]]:
     """A blocking `send()` for the baselines (they are measured one request at a time)."""
+    assert spec.payload is not None  # every baseline sends a Predict
     target, inputs = spec.target, spec.payload.inputs
     if spec.kind == KIND_IN_PROCESS:
         from tfstack.serving.server._inference import prepare_predict, run_prepared
         from tfstack.serving.server._servable import load_servable
 
+        assert target.version_path is not None  # the in-process baseline runs only with a local model
         path = Path(target.version_path)
         servable = load_servable(target.model_name, int(path.name), path)
         # Exactly what the server's inference pool runs for an unbatched Predict.
@@ -524,10 +530,12 @@ def _sync_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]
     if spec.kind == KIND_TFSTACK_CLIENT:
         from tfstack.client import ServingClient
 
+        address = target.grpc_target if spec.protocol == "grpc" else target.rest_url
+        assert address is not None  # a scenario's protocol always has its target
         if spec.protocol == "grpc":
-            client = ServingClient.grpc(target.grpc_target, timeout=spec.timeout)
+            client = ServingClient.grpc(address, timeout=spec.timeout)
         else:
-            client = ServingClient.rest(target.rest_url, timeout=spec.timeout)
+            client = ServingClient.rest(address, timeout=spec.timeout)
         return (lambda: client.predict(target.model_name, inputs, signature_name=target.signature_name)), client.close
     raise ValueError(f"No synchronous sender for kind={spec.kind!r}")
 
@@ -819,12 +827,14 @@ def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Pa
                          f"{KIND_PREDICT}/{KIND_FLOOR} load, wrk over REST and h2load over gRPC.")
     if limits.duration is None:
         raise ValueError("C load generators run for a duration; give `duration`, not `requests`.")
+    address = target.rest_url if scenario.protocol == "rest" else target.grpc_target
+    assert address is not None  # a scenario's protocol always has its target
     if scenario.protocol == "rest":
-        request = (native.rest_status_request(target.rest_url, target.model_name) if scenario.kind == KIND_FLOOR
-                   else native.rest_predict_request(target.rest_url, target.model_name, payloads[scenario.batch_size].rest_body))
+        request = (native.rest_status_request(address, target.model_name) if scenario.kind == KIND_FLOOR
+                   else native.rest_predict_request(address, target.model_name, payloads[scenario.batch_size].rest_body))
     else:
-        request = (native.grpc_status_request(target.grpc_target, target.model_name) if scenario.kind == KIND_FLOOR
-                   else native.grpc_predict_request(target.grpc_target, payloads[scenario.batch_size].grpc_request))
+        request = (native.grpc_status_request(address, target.model_name) if scenario.kind == KIND_FLOOR
+                   else native.grpc_predict_request(address, payloads[scenario.batch_size].grpc_request))
     try:
         request = native.check_and_warm_up(request, count=limits.warmup, timeout=limits.timeout)
         run = native.run_wrk if scenario.protocol == "rest" else native.run_h2load
@@ -846,7 +856,7 @@ def expected_requests(scenario: Scenario, limits: Limits) -> int | None:
     """How many requests a scenario will send when that is known in advance (for the progress bar)."""
     if limits.requests is not None:
         return limits.requests
-    if scenario.rate is not None:
+    if scenario.rate is not None and limits.duration is not None:
         return int(scenario.rate * limits.duration)
     return None
 

@@ -257,7 +257,11 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     from tfstack.serving.bench import _bench
 
     model_name, signature_name = options["model_name"], options["signature_name"]
-    client = ServingClient.grpc(grpc_target) if grpc_target else ServingClient.rest(rest_url)
+    if grpc_target:
+        client = ServingClient.grpc(grpc_target)
+    else:
+        assert rest_url is not None  # the command line requires --grpc or --rest
+        client = ServingClient.rest(rest_url)
     try:
         metadata = client.get_model_metadata(model_name)
     except ServingError as exc:

@@ -356,6 +356,7 @@ def check_and_warm_up(request: NativeRequest, *, count: int, timeout: float) -> 
         return dataclasses.replace(request, response_bytes=5 + len(answer))
     import http.client
 
+    assert parts.hostname is not None  # built from a validated http://host:port URL
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         for _ in range(max(1, count)):

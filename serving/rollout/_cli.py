@@ -284,7 +284,7 @@ def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_in
         signature_name, raw = read_sample_request(path)
         manifest = runner.repository.manifest(model_name, probe_version)
         dtypes = {k: v["dtype"] for k, v in manifest.get("signatures", {}).get(signature_name, {}).get("inputs", {}).items()}
-        clients = list(runner.server.control_clients)  # type: ignore[union-attr]  # one per replica
+        clients = list(runner.server.control_clients)  # one per replica
         metrics = ProbeMetrics(clients, model_name, sample_arrays(raw, dtypes), requests=probe_requests, signature_name=signature_name)
         thresholds = WatchThresholds(
             max_error_rate_increase=max_error_rate_increase, max_p99_ratio=max_p99_ratio,

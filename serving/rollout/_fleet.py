@@ -88,8 +88,8 @@ def resolve_name(host: str, port: int, *, resolve: Resolver = socket.getaddrinfo
     except (socket.gaierror, UnicodeError) as exc:
         raise ValueError(f"Cannot resolve {host!r}: {exc}") from exc
     addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos}
-    v4 = sorted(a for a in addresses if a.version == 4)
-    chosen = v4 or sorted(a for a in addresses if a.version == 6)
+    v4: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = sorted((a for a in addresses if a.version == 4), key=int)
+    chosen = v4 or sorted((a for a in addresses if a.version == 6), key=int)
     if not chosen:
         raise ValueError(f"{host!r} resolves to no address")
     return [str(a) if a.version == 4 else f"[{a}]" for a in chosen]

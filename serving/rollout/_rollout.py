@@ -727,7 +727,7 @@ class Rollout:
                 )
             )
         replica_status = getattr(self.server, "replica_status", None)
-        replicas = ()
+        replicas: tuple[ReplicaStatus, ...] = ()
         if replica_status is not None:
             replicas = tuple(_with_differences(r, in_config, labels) for r in replica_status(model_name, sorted(labels)))
         return RolloutStatus(

@@ -438,8 +438,9 @@ def _joined(loop: asyncio.AbstractEventLoop, futures: list[asyncio.Future]) -> a
             if piece.cancelled():
                 joined.set_exception(StatusError(Code.CANCELLED, "Batch was cancelled"))
                 return
-            if piece.exception() is not None:
-                joined.set_exception(piece.exception())
+            failure = piece.exception()
+            if failure is not None:
+                joined.set_exception(failure)
                 return
         results = [piece.result() for piece in futures]
         try:

@@ -228,7 +228,7 @@ def _hint(arg: str, name: str, value: str | None, has_value: bool, names: Sequen
         return None
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
     if close:
-        return f"did you mean --{close[0]}{'=' + value if has_value else ''}?"
+        return f"did you mean --{close[0]}{'=' + value if has_value and value is not None else ''}?"
     if not arg.startswith("-") and name in names:
         return f"did you mean --{name}?"
     return None

@@ -141,8 +141,8 @@ def prepare_predict(
             if alias in seen:
                 raise StatusError(Code.INVALID_ARGUMENT, f"duplicate output tensor alias: {alias}")
             seen.add(alias)
-        aliases = list(output_filter)
-        names = [plan.outputs[alias] for alias in aliases]
+        aliases = tuple(output_filter)
+        names = tuple(plan.outputs[alias] for alias in aliases)
         fetches = tuple(sorted(set(names)))
     else:
         aliases, names, fetches = plan.output_aliases, plan.output_names, plan.fetches

@@ -178,7 +178,7 @@ class ModelManager:
             for name in list(self._models):
                 if name not in wanted:
                     logger.info("Removing model %s (not in the new config); its versions will be unloaded.", name)
-                    self._models[name].entry = None  # type: ignore[assignment]
+                    self._models[name].entry = None
                     self._models[name].aspired = {}
             for entry in entries:
                 managed = self._models.get(entry.name)
@@ -345,7 +345,7 @@ class ModelManager:
                 managed = self._models.get(name)
                 still_aspired = managed is not None and version in (managed.aspired or {})
                 logger.error("Loading servable version %s failed: %s", sid, error)
-                if attempt + 1 < attempts and still_aspired:
+                if attempt + 1 < attempts and managed is not None and still_aspired:
                     # TF Serving's retrier sleeps the whole interval and tries once more before it
                     # sees the cancellation; here a version that leaves the aspired set while it
                     # waits goes to END at once instead of being reported LOADING until then.

@@ -129,7 +129,7 @@ class RotatingRecordWriter:
         self._limits = limits
         self._stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self._sequence = 0
-        self._handle = None
+        self._handle: Any = None  # TensorFlow's TFRecordWriter, opened by _rotate
         self._size = 0
         self.path: Path | None = None
 

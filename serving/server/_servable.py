@@ -354,6 +354,7 @@ def load_servable(
     options = options or BundleOptions()
     path = Path(path)
     started = time.perf_counter()
+    runner: _SessionRunner | _TfLiteRunner
     if options.prefer_tflite_model and (path / TFLITE_MODEL_FILE).is_file():
         runner, signature_defs = _load_tflite(path / TFLITE_MODEL_FILE, options)
         platform = "tflite"
@@ -594,8 +595,8 @@ def _tensor_dtypes(graph_def, names: set[str]) -> dict[str, int]:
 
     wanted: dict[str, list[tuple[str, int]]] = {}
     for name in names:
-        node, _, index = name.partition(":")
-        wanted.setdefault(node, []).append((name, int(index) if index.isdigit() else 0))
+        node, _, position = name.partition(":")
+        wanted.setdefault(node, []).append((name, int(position) if position.isdigit() else 0))
     dtypes: dict[str, int] = {}
     for node in graph_def.node:
         if node.name not in wanted:
@@ -651,8 +652,8 @@ class _SessionRunner:
             if variables_index.exists():
                 logger.info("Restoring SavedModel bundle.")
                 saver = meta_graph.saver_def
-                feeds = {saver.filename_tensor_name: np.array(str(path / "variables" / "variables").encode(), dtype=object)}
-                runner._run_once({**feeds, **assets}, saver.restore_op_name)
+                checkpoint = {saver.filename_tensor_name: np.array(str(path / "variables" / "variables").encode(), dtype=object)}
+                runner._run_once({**checkpoint, **assets}, saver.restore_op_name)
             else:
                 logger.info("The specified SavedModel has no variables; no checkpoints were restored. "
                             "File does not exist: %s", variables_index)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 import numpy as np
@@ -224,7 +224,7 @@ def _fast_ndarray(proto, elements: int) -> np.ndarray | None:
 
 # numpy dtype -> (DataType enum, TensorProto field, how to turn the flat array into field values).
 # TF Serving's default output encoding is these typed fields (Tensor::AsProtoField).
-_TYPED_FIELDS: dict[np.dtype, tuple[int, str, object]] = {
+_TYPED_FIELDS: dict[np.dtype, tuple[int, str, Callable[[np.ndarray], np.ndarray] | None]] = {
     np.dtype(np.float32): (1, "float_val", None),
     np.dtype(np.float64): (2, "double_val", None),
     np.dtype(np.int32): (3, "int_val", None),
@@ -520,6 +520,6 @@ async def build_grpc_server(
     for service in ("", "ModelService", "PredictionService"):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     _add_health_service(server, health_servicer, health_pb2)
-    server.health_servicer = health_servicer  # type: ignore[attr-defined]  # for graceful shutdown
-    server.activity = activity  # type: ignore[attr-defined]
+    server.health_servicer = health_servicer  # for graceful shutdown
+    server.activity = activity
     return server

@@ -179,19 +179,19 @@ class _Reader:
         container: Any = None
         key: Any = None
         root: Any = None
-        pos = _WS.match(data, pos).end()
+        pos = _WS.match(data, pos).end()  # type: ignore[union-attr]  # \s* always matches
         while True:
             c = self.peek(pos)
             if c == 0:
                 break
             if c == 0x5B and state == _ARR_INIT:
                 # Runs of "[" (deeply nested arrays) are built in one tight loop.
-                end = _OPEN_RUN.match(data, pos).end()
+                end = _OPEN_RUN.match(data, pos).end()  # type: ignore[union-attr]  # peeked "[" matches
                 for _ in range(end - pos):
-                    new = []
-                    container.append(new)
+                    nested: list[Any] = []
+                    container.append(nested)
                     stack.append((_ELEMENT, container, None))
-                    container = new
+                    container = nested
                 pos = end
             elif c == 0x5B or c == 0x7B:  # [ {
                 if state in (_START, _ARR_INIT, _ELEM_DELIM, _KV_DELIM):
@@ -266,7 +266,7 @@ class _Reader:
                 self._error(state, pos)
             if state == _FINISH:
                 return root
-            pos = _WS.match(data, pos).end()
+            pos = _WS.match(data, pos).end()  # type: ignore[union-attr]  # \s* always matches
         self._error(state, pos)
 
     @staticmethod
@@ -1215,6 +1215,7 @@ def _feature_from_json(name: str, content: Any, feature: Any) -> None:
     kind = None  # "int64" | "float" | "bytes"
     values: list[Any] = []
     elements = content if type(content) is list else [content]
+    item: Any
     for val in elements:
         tv = type(val)
         if val is None or tv is list or (tv is dict and not _is_b64_object(val)):
