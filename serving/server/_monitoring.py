@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._protos import message_class
 
 logger = logging.getLogger("tfstack.serving")
 
@@ -49,29 +50,14 @@ class MonitoringConfig:
     prometheus_config: PrometheusConfig = PrometheusConfig()
 
 
-_PROTO_CLASS: Any = None
-
-
 def _monitoring_config_proto_class():
-    """`tensorflow.serving.MonitoringConfig`, built from its field list (the pip package lacks it)."""
-    global _PROTO_CLASS
-    if _PROTO_CLASS is None:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        F = descriptor_pb2.FieldDescriptorProto
-        file_proto = descriptor_pb2.FileDescriptorProto(
-            name="tfstack/monitoring_config.proto", package="tensorflow.serving", syntax="proto3"
-        )
-        prometheus = file_proto.message_type.add(name="PrometheusConfig")
-        prometheus.field.add(name="enable", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-        prometheus.field.add(name="path", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-        monitoring = file_proto.message_type.add(name="MonitoringConfig")
-        monitoring.field.add(name="prometheus_config", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                             type_name=".tensorflow.serving.PrometheusConfig")
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(file_proto)
-        _PROTO_CLASS = message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
-    return _PROTO_CLASS
+    """`tensorflow.serving.MonitoringConfig` (the pip package lacks it)."""
+    return message_class(
+        "tfstack/monitoring_config.proto", "proto3",
+        (("PrometheusConfig", (("enable", 1, "bool"), ("path", 2, "string"))),
+         ("MonitoringConfig", (("prometheus_config", 1, "message", "PrometheusConfig"),))),
+        "MonitoringConfig",
+    )
 
 
 def parse_monitoring_config(text: str, *, path: str = "<text>") -> MonitoringConfig:

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from tfstack.serving._errors import Code, StatusError, status_from_tf_error
+from tfstack.serving.server._protos import message_class
 
 if TYPE_CHECKING:  # the protos import TensorFlow; keep `from tfstack import serving` cheap
     from tensorflow.core.protobuf.meta_graph_pb2 import MetaGraphDef, SignatureDef
@@ -460,37 +461,20 @@ def _set_custom_optimizer(rewrite, name: str, key: str, serialized: bytes) -> No
     optimizer.parameter_map[key].s = base64.b64encode(serialized)
 
 
-_CONFIG_CLASSES: Any = None
-
-
 def _saved_model_config_classes():
     """`tensorflow.serving.SavedModelConfig` and `SessionOverrides`, built from their field lists.
 
     The pip packages do not ship saved_model_config.proto. The nested option messages are kept
     as bytes: they are only passed on, serialized, to grappler (as TF Serving does).
     """
-    global _CONFIG_CLASSES
-    if _CONFIG_CLASSES is not None:
-        return _CONFIG_CLASSES
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    F = descriptor_pb2.FieldDescriptorProto
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="tfstack/saved_model_config.proto", package="tensorflow.serving", syntax="proto2"
+    return message_class(
+        "tfstack/saved_model_config.proto", "proto2",
+        (("SessionOverrides", (("remote_op_remap_config", 1, "bytes"), ("batch_op_rewriter_config", 2, "bytes"),
+                               ("disable_meta_optimizer", 3, "bool"))),
+         ("SavedModelConfig", (("session_overrides", 1, "message", "SessionOverrides"),
+                               ("tfrt_runtime_config", 2, "bytes"), ("critical", 3, "bool")))),
+        "SavedModelConfig",
     )
-    overrides = file_proto.message_type.add(name="SessionOverrides")
-    overrides.field.add(name="remote_op_remap_config", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_BYTES)
-    overrides.field.add(name="batch_op_rewriter_config", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_BYTES)
-    overrides.field.add(name="disable_meta_optimizer", number=3, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-    config = file_proto.message_type.add(name="SavedModelConfig")
-    config.field.add(name="session_overrides", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                     type_name=".tensorflow.serving.SessionOverrides")
-    config.field.add(name="tfrt_runtime_config", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_BYTES)
-    config.field.add(name="critical", number=3, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file_proto)
-    _CONFIG_CLASSES = message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.SavedModelConfig"))
-    return _CONFIG_CLASSES
 
 
 def _read_session_overrides(path: Path):

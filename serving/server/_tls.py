@@ -22,31 +22,18 @@ import tempfile
 from typing import Any
 
 from tfstack.serving._errors import Code, StatusError
+from tfstack.serving.server._protos import message_class
 
 __all__ = ["SslConfig", "read_ssl_config", "parse_ssl_config", "grpc_server_credentials", "rest_ssl_context"]
 
-_PROTO_CLASS: Any = None
-
-
 def _ssl_config_proto_class():
-    """`tensorflow.serving.SSLConfig`, built from its field list (the pip package lacks it)."""
-    global _PROTO_CLASS
-    if _PROTO_CLASS is None:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        F = descriptor_pb2.FieldDescriptorProto
-        file_proto = descriptor_pb2.FileDescriptorProto(
-            name="tfstack/ssl_config.proto", package="tensorflow.serving", syntax="proto3"
-        )
-        message = file_proto.message_type.add(name="SSLConfig")
-        message.field.add(name="server_key", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-        message.field.add(name="server_cert", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-        message.field.add(name="custom_ca", number=3, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-        message.field.add(name="client_verify", number=4, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(file_proto)
-        _PROTO_CLASS = message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.SSLConfig"))
-    return _PROTO_CLASS
+    """`tensorflow.serving.SSLConfig` (the pip package lacks it)."""
+    return message_class(
+        "tfstack/ssl_config.proto", "proto3",
+        (("SSLConfig", (("server_key", 1, "string"), ("server_cert", 2, "string"), ("custom_ca", 3, "string"),
+                        ("client_verify", 4, "bool"))),),
+        "SSLConfig",
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
