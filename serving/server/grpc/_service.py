@@ -309,25 +309,25 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             fill_tensor_proto(response.outputs[alias], array, tensor_content=self._tensor_content)
         return response
 
-    @_rpc
-    async def Classify(self, request, context):
+    async def _on_examples(self, request, context, api, response):
+        """Classify/Regress: resolve, decode the Input, run `api` on the core, fill the model spec."""
         servable = _resolve(self._core, request)
         examples, context_bytes = _examples(request)
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        result = await self._core.classify(servable, signature, examples, timeout=_timeout(context), context=context_bytes)
-        response = classification_pb2.ClassificationResponse()
+        result = await api(servable, signature, examples, timeout=_timeout(context), context=context_bytes)
         _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
-        _fill_classifications(response.result, result)
+        return result
+
+    @_rpc
+    async def Classify(self, request, context):
+        response = classification_pb2.ClassificationResponse()
+        _fill_classifications(response.result, await self._on_examples(request, context, self._core.classify, response))
         return response
 
     @_rpc
     async def Regress(self, request, context):
-        servable = _resolve(self._core, request)
-        examples, context_bytes = _examples(request)
-        signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
-        result = await self._core.regress(servable, signature, examples, timeout=_timeout(context), context=context_bytes)
         response = regression_pb2.RegressionResponse()
-        _fill_spec(response.model_spec, request.model_spec.name, servable, signature)
+        result = await self._on_examples(request, context, self._core.regress, response)
         response.result.regressions.extend(regression_pb2.Regression(value=v) for v in result)
         return response
 
