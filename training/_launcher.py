@@ -71,7 +71,7 @@ def run_local_workers(
     """Run `command` (a full argv) as `count` workers of one cluster on loopback and wait for all.
 
     Args:
-        command: the worker command, e.g. [python, -m, tfstack_cli, train, --strategy, multi-worker, ...].
+        command: the worker command, e.g. [python, -m, tfstack, train, --strategy, multi-worker, ...].
         run_dir: the run's directory, shared by the workers; the worker logs go there too.
         quiet: relay only the chief's standard output (the published path), unprefixed.
 

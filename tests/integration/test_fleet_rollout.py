@@ -190,7 +190,7 @@ class StopsBeforeReload:
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """`tfstack ARGS` in a subprocess that reports which TensorFlow modules it imported."""
     probe = (
-        "import atexit, sys, tfstack_cli\n"
+        "import atexit, sys\nfrom tfstack import cli as tfstack_cli\n"
         "atexit.register(lambda: print('imported:', sorted({m.split('.')[0] for m in sys.modules} "
         "& {'tensorflow', 'tensorflow_serving', 'keras'}), file=sys.stderr))\n"
         "sys.argv = ['tfstack', *sys.argv[1:]]\n"

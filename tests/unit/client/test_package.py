@@ -36,7 +36,7 @@ def _fresh(code: str) -> dict:
 
 def test_import_client_never_imports_tensorflow_nor_transports():
     loaded = _fresh(
-        "import sys, json, client; "
+        "import sys, json; from tfstack import client; "
         "print(json.dumps(sorted(m for m in ('tensorflow', 'tensorflow_serving', 'keras', 'grpc', 'httpx', "
         "'google.protobuf') if m in sys.modules)))"
     )
@@ -45,7 +45,7 @@ def test_import_client_never_imports_tensorflow_nor_transports():
 
 def test_using_both_transports_still_never_imports_tensorflow():
     loaded = _fresh(
-        "import sys, json, client; "
+        "import sys, json; from tfstack import client; "
         "c = client.ServingClient.grpc('127.0.0.1:1'); c.close(); "
         "r = client.ServingClient.rest('http://127.0.0.1:1'); r.close(); "
         "import tfstack.client._cli; "
@@ -65,7 +65,7 @@ def test_our_protos_coexist_with_tensorflows():
 
 def test_a_rest_only_client_never_loads_grpc_or_protobuf():
     loaded = _fresh(
-        "import sys, json, client; client.ServingClient.rest('http://127.0.0.1:1').close(); "
+        "import sys, json; from tfstack import client; client.ServingClient.rest('http://127.0.0.1:1').close(); "
         "print(json.dumps(sorted(m for m in ('grpc', 'google.protobuf') if m in sys.modules)))"
     )
     assert loaded == []

@@ -47,5 +47,5 @@ def test_public_names_and_a_cheap_import():
     assert set(serving.__all__) <= set(dir(serving))
     assert {"ServerCore", "StatusError", "Code", "ServerError", "run_server", "ServerOptions"} <= set(serving.__all__)
     # `tfstack serve --port=abc` must fail fast: importing the package does not import TensorFlow.
-    probe = "import sys, serving; print('tensorflow' in sys.modules)"
+    probe = "import sys, tfstack.serving; print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
