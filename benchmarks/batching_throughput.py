@@ -1,6 +1,6 @@
 """Batch-1 Predict throughput with dynamic batching off and on, next to the transport floor (issue 5, Speed).
 
-At concurrency 32 (closed loop, load from separate spawned processes: `tfstack.serving.bench._bench`), for
+At concurrency 32 (closed loop, load from separate spawned processes: `tfstack.serving.bench._load`), for
 REST and gRPC, one embedded server per setting:
   * floor: the empty request through the same stack (gRPC grpc.health.v1.Health/Check,
     REST GET /tfstack/ping);

@@ -96,14 +96,14 @@ def test_bench_targets_a_running_server_open_and_closed_loop(model_base: Path, t
 
 
 def test_an_unreachable_server_is_a_clear_error_not_a_hang():
-    from tfstack.serving.bench import _bench
+    from tfstack.serving import bench
     from tests.support.server import free_port
 
     port = free_port()  # nothing listens there
-    target = _bench.Target(model_name="m", rest_url=f"http://127.0.0.1:{port}", grpc_target=None)
-    scenario = _bench.Scenario(kind="floor", protocol="rest", concurrency=2)
-    with pytest.raises(_bench.BenchError, match=rf"failed while starting: .*127\.0\.0\.1:{port}"):
-        _bench.run_scenario(scenario, target=target, payloads={}, limits=_bench.Limits(duration=1.0, warmup=1),
+    target = bench.Target(model_name="m", rest_url=f"http://127.0.0.1:{port}", grpc_target=None)
+    scenario = bench.Scenario(kind="floor", protocol="rest", concurrency=2)
+    with pytest.raises(bench.BenchError, match=rf"failed while starting: .*127\.0\.0\.1:{port}"):
+        bench.run_scenario(scenario, target=target, payloads={}, limits=bench.Limits(duration=1.0, warmup=1),
                             processes=2)
 
 

@@ -13,8 +13,8 @@ import pytest
 from tfstack.client import SignatureInfo, TensorInfo
 from tfstack.client._proto import tfstack_serving_pb2 as pb
 from tfstack.client._tensors import to_ndarray
-from tfstack.serving.bench import _bench
-from tfstack.serving.bench._bench import LatencyStats, Limits, Measurement, Scenario
+from tfstack.serving import bench
+from tfstack.serving.bench import LatencyStats, Limits, Measurement, Scenario
 
 
 # --------------------------------------------------------------------------- statistics
@@ -22,23 +22,23 @@ from tfstack.serving.bench._bench import LatencyStats, Limits, Measurement, Scen
 
 def test_percentile_interpolates_between_ranks_like_numpy():
     samples = list(range(1, 101))  # 1..100
-    assert _bench.percentile(samples, 50) == pytest.approx(50.5)
-    assert _bench.percentile(samples, 99) == pytest.approx(99.01)
-    assert _bench.percentile(samples, 0) == 1
-    assert _bench.percentile(samples, 100) == 100
-    assert _bench.percentile([7.0], 95) == 7.0
+    assert bench.percentile(samples, 50) == pytest.approx(50.5)
+    assert bench.percentile(samples, 99) == pytest.approx(99.01)
+    assert bench.percentile(samples, 0) == 1
+    assert bench.percentile(samples, 100) == 100
+    assert bench.percentile([7.0], 95) == 7.0
 
 
 def test_percentile_of_nothing_is_nan_and_bad_q_is_rejected():
-    assert math.isnan(_bench.percentile([], 50))
+    assert math.isnan(bench.percentile([], 50))
     with pytest.raises(ValueError, match=r"Received: q=101"):
-        _bench.percentile([1.0], 101)
+        bench.percentile([1.0], 101)
 
 
 def test_summarize_reports_milliseconds_throughput_and_errors():
     rng = np.random.default_rng(0)
     latencies = rng.permutation(np.arange(1, 1001) / 1e3)  # 1 ms .. 1000 ms, shuffled
-    stats = _bench.summarize(latencies, errors=3, elapsed_s=2.0)
+    stats = bench.summarize(latencies, errors=3, elapsed_s=2.0)
     assert stats.requests == 1000
     assert stats.errors == 3
     assert stats.throughput_rps == pytest.approx(500.0)  # successes only
@@ -52,7 +52,7 @@ def test_summarize_reports_milliseconds_throughput_and_errors():
 
 
 def test_summarize_with_only_errors_has_zero_throughput_and_nan_latency():
-    stats = _bench.summarize([], errors=5, elapsed_s=1.0)
+    stats = bench.summarize([], errors=5, elapsed_s=1.0)
     assert stats.requests == 0 and stats.errors == 5 and stats.throughput_rps == 0
     assert math.isnan(stats.p50_ms) and math.isnan(stats.p99_ms)
 
@@ -63,7 +63,7 @@ def test_summarize_with_only_errors_has_zero_throughput_and_nan_latency():
 ])
 def test_summarize_rejects_impossible_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        _bench.summarize([0.001], **kwargs)
+        bench.summarize([0.001], **kwargs)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -83,7 +83,7 @@ def test_limits_reject_non_positive_values():
 
 
 def test_plan_runs_baselines_then_floor_and_predict_per_concurrency_then_open_loop():
-    plan = _bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(1, 4), batch_sizes=(1, 8), rate=100.0)
+    plan = bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(1, 4), batch_sizes=(1, 8), rate=100.0)
     kinds = [s.kind for s in plan]
     assert kinds[:5] == ["in-process", "in-process", "official-stub", "tfstack-client", "tfstack-client"]
     closed = [s for s in plan[5:] if s.rate is None]
@@ -97,19 +97,19 @@ def test_plan_runs_baselines_then_floor_and_predict_per_concurrency_then_open_lo
 
 
 def test_plan_without_grpc_has_no_official_stub_and_without_model_dir_no_in_process():
-    plan = _bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), in_process=False)
+    plan = bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), in_process=False)
     assert [s.kind for s in plan] == ["tfstack-client", "floor", "predict"]
 
 
 def test_plan_gives_closed_loop_runs_to_the_c_generators_and_open_loop_to_python():
-    plan = _bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(1, 32), batch_sizes=(1,), rate=50.0,
+    plan = bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(1, 32), batch_sizes=(1,), rate=50.0,
                                  baselines=False, generators={"grpc": "h2load", "rest": "wrk"})
     closed = {(s.protocol, s.generator) for s in plan if s.rate is None}
     assert closed == {("grpc", "h2load"), ("rest", "wrk")}
     assert {s.generator for s in plan if s.rate is not None} == {"python"}
     assert "(wrk)" in next(s.label for s in plan if s.generator == "wrk")
     with pytest.raises(ValueError, match="generators="):
-        _bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), generators={"rest": "ab"})
+        bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), generators={"rest": "ab"})
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -121,19 +121,19 @@ def test_plan_gives_closed_loop_runs_to_the_c_generators_and_open_loop_to_python
 def test_plan_rejects_bad_sweeps(kwargs, match):
     arguments = {"protocols": ("grpc",), "concurrencies": (1,), "batch_sizes": (1,), **kwargs}
     with pytest.raises(ValueError, match=match):
-        _bench.plan_scenarios(**arguments)
+        bench.plan_scenarios(**arguments)
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1:8500", "http://127.0.0.1:8501", "localhost:1", "http://[::1]:8501",
                                      "127.0.0.2:9"])
 def test_loopback_targets_are_accepted(address):
-    _bench.require_loopback(address, what="--grpc")
+    bench.require_loopback(address, what="--grpc")
 
 
 @pytest.mark.parametrize("address", ["10.0.0.7:8500", "http://example.com:8501", "0.0.0.0:8500", "https://192.168.1.2"])
 def test_non_loopback_targets_are_refused_with_the_address(address):
     with pytest.raises(ValueError, match=r"only targets servers on this machine.*--allow-remote.*Received: --rest="):
-        _bench.require_loopback(address, what="--rest")
+        bench.require_loopback(address, what="--rest")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -146,7 +146,7 @@ def _signature(**inputs: tuple[str, tuple]) -> SignatureInfo:
     )
 
 
-def _decode(payload: _bench.Payload) -> tuple[pb.PredictRequest, dict]:
+def _decode(payload: bench.Payload) -> tuple[pb.PredictRequest, dict]:
     request = pb.PredictRequest.FromString(payload.grpc_request)
     return request, json.loads(payload.rest_body)
 
@@ -154,7 +154,7 @@ def _decode(payload: _bench.Payload) -> tuple[pb.PredictRequest, dict]:
 def test_payloads_cycle_sample_rows_up_to_the_batch_size_in_both_wire_formats():
     sample = {"signature_name": "serving_default", "inputs": {"pixels": [[1.0, 2.0], [3.0, 4.0]]}}
     signature = _signature(pixels=("float32", (None, 2)))
-    payloads = _bench.build_payloads(model_name="m", signature_name="serving_default", signature=signature,
+    payloads = bench.build_payloads(model_name="m", signature_name="serving_default", signature=signature,
                                      sample_body=sample, batch_sizes=(1, 3))
     request, body = _decode(payloads[3])
     assert request.model_spec.name == "m" and request.model_spec.signature_name == "serving_default"
@@ -167,7 +167,7 @@ def test_payloads_from_row_format_with_b64_strings():
     raw = b"\x00\xffbin"
     sample = {"instances": [{"text": {"b64": base64.b64encode(raw).decode()}, "n": 3}]}
     signature = _signature(text=("string", (None,)), n=("int64", (None,)))
-    payload = _bench.build_payloads(model_name="m", signature_name="s", signature=signature,
+    payload = bench.build_payloads(model_name="m", signature_name="s", signature=signature,
                                     sample_body=sample, batch_sizes=(2,))[2]
     request, body = _decode(payload)
     assert list(request.inputs["text"].string_val) == [raw, raw]
@@ -177,7 +177,7 @@ def test_payloads_from_row_format_with_b64_strings():
 
 def test_payloads_are_synthesized_from_metadata_without_a_sample():
     signature = _signature(pixels=("float32", (None, 8, 8)), word=("string", (-1,)))
-    payload = _bench.build_payloads(model_name="m", signature_name="s", signature=signature,
+    payload = bench.build_payloads(model_name="m", signature_name="s", signature=signature,
                                     sample_body=None, batch_sizes=(4,))[4]
     assert payload.inputs["pixels"].shape == (4, 8, 8) and not payload.inputs["pixels"].any()
     assert payload.inputs["word"].tolist() == [b""] * 4
@@ -185,7 +185,7 @@ def test_payloads_are_synthesized_from_metadata_without_a_sample():
 
 def test_a_sample_missing_an_input_is_refused_with_the_names():
     with pytest.raises(ValueError, match=r"lacks inputs \['n'\]"):
-        _bench.build_payloads(model_name="m", signature_name="s", signature=_signature(x=("float32", (None,)), n=("int64", (None,))),
+        bench.build_payloads(model_name="m", signature_name="s", signature=_signature(x=("float32", (None,)), n=("int64", (None,))),
                               sample_body={"inputs": {"x": [1.0]}}, batch_sizes=(1,))
 
 
@@ -216,7 +216,7 @@ SYNTHETIC = [
 
 
 def test_breakdown_splits_predict_latency_and_compares_throughput_with_the_empty_request():
-    lines = _bench.breakdown(SYNTHETIC)
+    lines = bench.breakdown(SYNTHETIC)
     assert ("grpc (python), batching off: c=1 Predict p50 1,050 us = empty request 700 us + model in-process 250 us "
             "+ request path 100 us") in lines
     assert ("rest (python), batching off: c=1 Predict p50 1,000 us = empty request 400 us + model in-process 250 us "
@@ -227,15 +227,15 @@ def test_breakdown_splits_predict_latency_and_compares_throughput_with_the_empty
 
 
 def test_ratios_compare_clients_with_the_official_stub_and_predict_with_in_process():
-    ratios = _bench.baseline_ratios(SYNTHETIC)
+    ratios = bench.baseline_ratios(SYNTHETIC)
     assert ratios["tfstack client grpc p50 / official stub p50"] == pytest.approx(1.05)
     assert ratios["grpc predict c=1 b=1 p50 / in-process p50"] == pytest.approx(4.2)
 
 
 def test_csv_json_markdown_and_chart_hold_every_measurement(tmp_path):
-    _bench.write_csv(SYNTHETIC, tmp_path / "bench.csv")
-    _bench.write_json(SYNTHETIC, tmp_path / "bench.json", command="tfstack bench ...", extra={"plan": {}})
-    _bench.write_chart(SYNTHETIC, tmp_path / "bench.png")
+    bench.write_csv(SYNTHETIC, tmp_path / "bench.csv")
+    bench.write_json(SYNTHETIC, tmp_path / "bench.json", command="tfstack bench ...", extra={"plan": {}})
+    bench.write_chart(SYNTHETIC, tmp_path / "bench.png")
     with open(tmp_path / "bench.csv", newline="") as source:
         rows = list(csv.DictReader(source))
     assert len(rows) == len(SYNTHETIC)
@@ -243,10 +243,10 @@ def test_csv_json_markdown_and_chart_hold_every_measurement(tmp_path):
     document = json.loads((tmp_path / "bench.json").read_text())
     assert len(document["measurements"]) == len(SYNTHETIC)
     assert document["machine"]["nproc"] >= 1 and "load_avg_1m" in document["measurements"][0]
-    assert document["breakdown"] == _bench.breakdown(SYNTHETIC)
+    assert document["breakdown"] == bench.breakdown(SYNTHETIC)
     assert "targets" not in document and "issue" not in json.dumps(document)
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    markdown = _bench.markdown_table(SYNTHETIC).splitlines()
+    markdown = bench.markdown_table(SYNTHETIC).splitlines()
     assert len(markdown) == 2 + len(SYNTHETIC) and markdown[0].startswith("| scenario |")
 
 
@@ -255,7 +255,7 @@ def test_the_terminal_table_fits_100_columns_and_names_no_project_bookkeeping():
 
     console = Console(width=200, record=True)
     with console.capture() as capture:
-        console.print(_bench.results_table(SYNTHETIC))
+        console.print(bench.results_table(SYNTHETIC))
     text = capture.get()
     assert max(len(line.rstrip()) for line in text.splitlines()) <= 100
     assert "issue" not in text.lower() and "target" not in text.lower()
@@ -270,7 +270,7 @@ def test_chart_ticks_are_plain_numbers_and_the_baselines_are_drawn(tmp_path, mon
 
     figures = []
     monkeypatch.setattr(plt.Figure, "savefig", lambda self, *a, **k: figures.append(self))
-    _bench.write_chart(SYNTHETIC, tmp_path / "bench.png")
+    bench.write_chart(SYNTHETIC, tmp_path / "bench.png")
     (figure,) = figures
     axis = figure.axes[0]
     figure.canvas.draw()
