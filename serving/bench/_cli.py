@@ -128,7 +128,7 @@ def bench(**options: Any) -> None:
     """
     from rich.console import Console
 
-    from tfstack.serving import bench
+    from tfstack.serving import bench as bench_api
 
     console = Console()
     if not console.is_terminal:
@@ -142,12 +142,12 @@ def bench(**options: Any) -> None:
         console.print(note, highlight=False)
     output_dir: Path = options["output_dir"] or Path("bench-results") / time.strftime("bench-%Y%m%dT%H%M%SZ", time.gmtime())
     output_dir.mkdir(parents=True, exist_ok=True)
-    measurements: list[bench.Measurement] = []
+    measurements: list[bench_api.Measurement] = []
     try:
         for batching in plan["batching_modes"]:
             with _server(options, batching, output_dir / "server") as (rest_url, grpc_target):
                 measurements += _run_sweep(options, plan, batching, rest_url, grpc_target, console)
-    except bench.BenchError as exc:
+    except bench_api.BenchError as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:
         from tfstack.serving.testing._harness import HarnessError
@@ -157,31 +157,31 @@ def bench(**options: Any) -> None:
         raise
 
     command = "tfstack bench " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else "tfstack bench"
-    console.print(bench.results_table(measurements, title=f"tfstack bench: {options['model_name']}"))
-    lines = bench.breakdown(measurements)
+    console.print(bench_api.results_table(measurements, title=f"tfstack bench: {options['model_name']}"))
+    lines = bench_api.breakdown(measurements)
     if lines:
         console.print("[bold]Where a batch-1 Predict's time goes[/]")
         for line in lines:
             console.print(f"  {line}", highlight=False)
-    for name, value in bench.baseline_ratios(measurements).items():
+    for name, value in bench_api.baseline_ratios(measurements).items():
         if value == value:  # NaN when a term was not measured in this run
             console.print(f"  {name}: {value:.2f}", highlight=False)
     paths = {suffix: output_dir / f"bench.{suffix}" for suffix in ("csv", "json", "md", "png")}
-    bench.write_csv(measurements, paths["csv"])
-    bench.write_json(measurements, paths["json"], command=command, extra={"plan": plan["summary"]})
-    paths["md"].write_text(bench.markdown_table(measurements) + "\n", encoding="utf-8")
-    bench.write_chart(measurements, paths["png"])
+    bench_api.write_csv(measurements, paths["csv"])
+    bench_api.write_json(measurements, paths["json"], command=command, extra={"plan": plan["summary"]})
+    paths["md"].write_text(bench_api.markdown_table(measurements) + "\n", encoding="utf-8")
+    bench_api.write_chart(measurements, paths["png"])
     console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
 
 
 def _plan(options: dict[str, Any]) -> dict[str, Any]:
     """Check the options before anything starts; ValueError names what was received."""
-    from tfstack.serving import bench
+    from tfstack.serving import bench as bench_api
 
     if options["duration"] is not None and options["requests"] is not None:
         raise ValueError(f"Give --duration or --requests, not both. Received: --duration={options['duration']} "
                          f"--requests={options['requests']}")
-    limits = bench.Limits(
+    limits = bench_api.Limits(
         duration=None if options["requests"] is not None else (options["duration"] or 5.0),
         requests=options["requests"],
         warmup=options["warmup"],
@@ -194,11 +194,11 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"--model-base-path must be a directory of version directories. Received: {options['model_base_path']}")
     if options["rest"]:
         if not options["allow_remote"]:
-            bench.require_loopback(options["rest"], what="--rest")
+            bench_api.require_loopback(options["rest"], what="--rest")
         if not options["rest"].startswith(("http://", "https://")):
             raise ValueError(f"--rest must be a URL like http://127.0.0.1:8501. Received: --rest={options['rest']!r}")
     if options["grpc"] and not options["allow_remote"]:
-        bench.require_loopback(options["grpc"], what="--grpc")
+        bench_api.require_loopback(options["grpc"], what="--grpc")
     if external:
         missing = [p for p in options["protocols"] if not options[p]]
         if missing:
@@ -217,7 +217,7 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
         "limits": dataclasses.asdict(limits), "processes": processes, "generators": generators,
     }
     # Fail on impossible sweeps here, before a server starts.
-    bench.plan_scenarios(protocols=options["protocols"], concurrencies=options["concurrencies"],
+    bench_api.plan_scenarios(protocols=options["protocols"], concurrencies=options["concurrencies"],
                           batch_sizes=options["batch_sizes"], rate=options["rate"], generators=generators)
     return {"limits": limits, "batching_modes": batching_modes, "processes": processes, "summary": summary,
             "generators": generators, "notes": notes}
@@ -225,17 +225,17 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
 
 def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     """protocol -> load generator for the closed-loop runs, and lines to tell the user."""
-    from tfstack.serving import bench
+    from tfstack.serving import bench as bench_api
     from tfstack.serving.bench import _native as _bench_native
 
     choice = options["load_generator"]
     if choice == "python":
-        return {p: bench.GENERATOR_PYTHON for p in options["protocols"]}, []
+        return {p: bench_api.GENERATOR_PYTHON for p in options["protocols"]}, []
     if options["requests"] is not None:
         if choice == "c":
             raise ValueError(f"wrk and h2load run for a --duration, not a number of requests. Received: "
                              f"--load-generator c --requests {options['requests']}")
-        return ({p: bench.GENERATOR_PYTHON for p in options["protocols"]},
+        return ({p: bench_api.GENERATOR_PYTHON for p in options["protocols"]},
                 ["Load from the Python generator: wrk and h2load run for a --duration, not --requests."])
     generators, notes = {}, []
     for protocol in options["protocols"]:
@@ -244,7 +244,7 @@ def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
         elif choice == "c":
             raise ValueError(f"--load-generator c: {_bench_native.missing_tool_message(protocol)}")
         else:
-            generators[protocol] = bench.GENERATOR_PYTHON
+            generators[protocol] = bench_api.GENERATOR_PYTHON
             notes.append(f"{_bench_native.missing_tool_message(protocol)}. {protocol.upper() if protocol == 'rest' else 'gRPC'} "
                          "load comes from the Python generator, which shares the CPUs with the server.")
     return generators, notes
@@ -255,7 +255,7 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from tfstack.client import ServingClient, ServingError
-    from tfstack.serving import bench
+    from tfstack.serving import bench as bench_api
 
     model_name, signature_name = options["model_name"], options["signature_name"]
     if grpc_target:
@@ -266,12 +266,12 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     try:
         metadata = client.get_model_metadata(model_name)
     except ServingError as exc:
-        raise bench.BenchError(f"Could not read the metadata of model {model_name!r}: {exc}") from exc
+        raise bench_api.BenchError(f"Could not read the metadata of model {model_name!r}: {exc}") from exc
     finally:
         client.close()
     signature = metadata.signatures.get(signature_name)
     if signature is None:
-        raise bench.BenchError(f"Model {model_name!r} v{metadata.version} has no signature {signature_name!r}. "
+        raise bench_api.BenchError(f"Model {model_name!r} v{metadata.version} has no signature {signature_name!r}. "
                                 f"It has: {sorted(metadata.signatures)}")
     version_path = _version_dir(options["model_base_path"], metadata.version) if options["model_base_path"] else None
     sample_path = options["input_path"] or (version_path / "assets.extra" / "sample_request.json" if version_path else None)
@@ -280,15 +280,15 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
         try:
             sample_body = json.loads(sample_path.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise bench.BenchError(f"{sample_path} is not valid JSON: {exc}") from exc
+            raise bench_api.BenchError(f"{sample_path} is not valid JSON: {exc}") from exc
     try:
-        payloads = bench.build_payloads(model_name=model_name, signature_name=signature_name, signature=signature,
+        payloads = bench_api.build_payloads(model_name=model_name, signature_name=signature_name, signature=signature,
                                          sample_body=sample_body, batch_sizes=options["batch_sizes"])
     except (ValueError, TypeError) as exc:
-        raise bench.BenchError(f"Cannot build requests from {sample_path or 'the model metadata'}: {exc}") from exc
-    target = bench.Target(model_name=model_name, rest_url=rest_url, grpc_target=grpc_target,
+        raise bench_api.BenchError(f"Cannot build requests from {sample_path or 'the model metadata'}: {exc}") from exc
+    target = bench_api.Target(model_name=model_name, rest_url=rest_url, grpc_target=grpc_target,
                            signature_name=signature_name, version_path=version_path)
-    scenarios = bench.plan_scenarios(
+    scenarios = bench_api.plan_scenarios(
         protocols=options["protocols"], concurrencies=options["concurrencies"], batch_sizes=options["batch_sizes"],
         rate=options["rate"], floor=options["floor"], baselines=options["baselines"],
         in_process=version_path is not None, batching=batching, generators=plan["generators"],
@@ -302,7 +302,7 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task(f"batching {batching}", total=len(scenarios))
         for scenario in scenarios:
-            expected = bench.expected_requests(scenario, limits)
+            expected = bench_api.expected_requests(scenario, limits)
             # Without a known request count the bar tracks time (tenths of a second) instead.
             by_time = expected is None and limits.duration is not None
             task = progress.add_task(scenario.label, total=limits.duration * 10 if by_time else expected)
@@ -314,7 +314,7 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
                 else:
                     progress.update(task, completed=done)
 
-            measurement = bench.run_scenario(
+            measurement = bench_api.run_scenario(
                 scenario, target=target, payloads=payloads, limits=limits, processes=plan["processes"], on_progress=report,
             )
             stats = measurement.stats

@@ -188,6 +188,14 @@ def parse_wrk_output(stdout: str, command: tuple[str, ...] = ()) -> NativeResult
     )
 
 
+def _require_tool(protocol: str) -> str:
+    """The load generator's path for `protocol`; NativeToolError naming the package when it is missing."""
+    tool = find_tool(protocol)
+    if tool is None:
+        raise NativeToolError(missing_tool_message(protocol))
+    return tool
+
+
 def run_wrk(request: NativeRequest, *, concurrency: int, duration: float, timeout: float,
             workdir: Path | None = None) -> NativeResult:
     """Closed-loop REST load from wrk: `concurrency` connections on one thread for `duration` s.
@@ -197,9 +205,7 @@ def run_wrk(request: NativeRequest, *, concurrency: int, duration: float, timeou
     Raises:
         NativeToolError: wrk is not installed, failed, or printed no summary.
     """
-    tool = find_tool("rest")
-    if tool is None:
-        raise NativeToolError(missing_tool_message("rest"))
+    tool = _require_tool("rest")
     with _workdir(workdir) as directory:
         body_path = directory / "wrk-body.bin"
         body_path.write_bytes(request.body)
@@ -271,9 +277,7 @@ def run_h2load(request: NativeRequest, *, concurrency: int, duration: float, tim
     Raises:
         NativeToolError: h2load is not installed, failed, or printed no summary.
     """
-    tool = find_tool("grpc")
-    if tool is None:
-        raise NativeToolError(missing_tool_message("grpc"))
+    tool = _require_tool("grpc")
     with _workdir(workdir) as directory:
         body_path = directory / "h2load-body.bin"
         body_path.write_bytes(request.body)
