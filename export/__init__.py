@@ -31,7 +31,7 @@ from tfstack.export._errors import (
     VersionNotFoundError,
 )
 from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
-from tfstack.export._compat import SignatureComparison, compare_signatures
+from tfstack.export._compat import SignatureComparison, compare_signatures, serving_signature
 from tfstack.export._external import export_model
 from tfstack.export._manifest import key_metric, read_signature_summary
 from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
@@ -60,6 +60,7 @@ __all__ = [
     "check_model_name",
     "check_saved_model",
     "compare_signatures",
+    "serving_signature",
     "export_model",
     "file_fingerprint",
     "key_metric",

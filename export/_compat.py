@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tfstack.export._spec import FeatureSpec
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -92,3 +95,28 @@ def _shape_compatible(old: Sequence[int] | None, new: Sequence[int] | None, *, a
         if old_dim != new_dim:
             return False
     return True
+
+
+def serving_signature(features: Sequence[FeatureSpec], *, task: str, class_names: Sequence[str] = ()) -> dict[str, Any]:
+    """The `serving_default` summary a version exported from these raw inputs will have, known
+    before any training: inputs `[-1, *shape]`; a classifier's `probabilities` `[-1, C]`,
+    `class_id` and `class_label` `[-1]`; a regressor's `prediction` `[-1]`. Compare it with the
+    latest version's (`ModelRepository.check_compatible(..., partial=True)`) to refuse a breaking
+    publish before spending a training run on it.
+
+    Example:
+        >>> serving_signature([FeatureSpec("pixels", "float32", (8, 8))], task="classification", class_names="0123456789")
+        {'serving_default': {'inputs': {'pixels': {'dtype': 'float32', 'shape': [-1, 8, 8]}}, 'outputs': {...}}}
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression'. Received: task={task!r}")
+    inputs = {f.name: {"dtype": f.dtype, "shape": [-1, *f.shape]} for f in features}
+    if task == "regression":
+        outputs = {"prediction": {"dtype": "float32", "shape": [-1]}}
+    else:
+        outputs = {
+            "probabilities": {"dtype": "float32", "shape": [-1, len(class_names)]},
+            "class_id": {"dtype": "int64", "shape": [-1]},
+            "class_label": {"dtype": "string", "shape": [-1]},
+        }
+    return {"serving_default": {"inputs": inputs, "outputs": outputs, "method_name": "tensorflow/serving/predict"}}

@@ -369,6 +369,22 @@ class ModelRepository:
         """Raise SchemaChangeError if the staged version would break the latest version's clients."""
         from tfstack.export import _manifest
 
+        self.check_compatible(model_name, _manifest.read_signature_summary(staging))
+
+    def check_compatible(self, model_name: str, signatures: Mapping[str, Any], *, partial: bool = False) -> None:
+        """Refuse a version with these signatures (a summary, as manifests store them) if it would
+        break the clients of `model_name`'s latest version; nothing to compare, nothing refused.
+
+        Args:
+            partial: `signatures` holds only some of the new version's signatures (e.g.
+                `serving_signature(...)` before training); only those are compared.
+
+        Raises:
+            SchemaChangeError: the message names each break and both ways out.
+        """
+        from tfstack.export import _manifest
+        from tfstack.export._compat import compare_signatures
+
         latest = self.latest(model_name)
         if latest is None:
             return
@@ -380,9 +396,9 @@ class ModelRepository:
                 old = _manifest.read_signature_summary(self._version_dirs(model_name)[latest])
             except Exception:  # protobuf's DecodeError, OSError: a version we cannot read gives nothing to compare
                 return
-        from tfstack.export._compat import compare_signatures
-
-        comparison = compare_signatures(old, _manifest.read_signature_summary(staging))
+        if partial:
+            old = {name: summary for name, summary in old.items() if name in signatures}
+        comparison = compare_signatures(old, signatures)
         if comparison.compatible:
             return
         breaks = "\n".join(f"  - {b}" for b in comparison.breaks)

@@ -59,7 +59,8 @@ def _parse_image_size(text: str) -> tuple[int, int]:
 @click.option("--learning-rate", type=float, default=_DEFAULTS.learning_rate, show_default=True)
 @click.option("--momentum", type=float, default=_DEFAULTS.momentum, show_default=True, help="sgd and rmsprop only.")
 @click.option("--batch-size", type=int, default=_DEFAULTS.batch_size, show_default=True)
-@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, help="Maximum epochs.")
+@click.option("--epochs", type=int, default=_DEFAULTS.epochs, show_default=True, envvar="TFSTACK_TRAIN_EPOCHS",
+              show_envvar=True, help="Maximum epochs (a smoke run: TFSTACK_TRAIN_EPOCHS=1).")
 @click.option("--patience", type=int, default=_DEFAULTS.patience, show_default=True,
               help="Early stopping: epochs without a better validation loss (best weights are restored).")
 @click.option("--validation-split", type=float, default=_DEFAULTS.validation_split, show_default=True)
@@ -125,7 +126,8 @@ def train(
         from tfstack.training._train import train as run_training
 
         started = time.monotonic()
-        result = run_training(config, progress=not quiet, console=Console(stderr=True))
+        check = None if no_export or allow_schema_change else _schema_check(base_path)
+        result = run_training(config, progress=not quiet, console=Console(stderr=True), before_fit=check)
         elapsed = time.monotonic() - started
     except TrainingError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -230,6 +232,23 @@ def _forwarded_options(ctx: click.Context, *, skip: set[str]) -> list[str]:
         elif value is not None:
             args += [param.opts[0], str(value)]
     return args
+
+
+def _schema_check(base_path: str):
+    """Before training: refuse a run whose version could not be published onto the model's
+    latest version (other inputs or outputs), as publishing would after the training."""
+
+    def check(model_name: str, dataset) -> None:
+        from tfstack import export
+        from tfstack.training._train import export_features
+
+        planned = export.serving_signature(export_features(dataset), task=dataset.task, class_names=dataset.class_names)
+        try:
+            export.ModelRepository(base_path).check_compatible(model_name, planned, partial=True)
+        except export.ExportError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return check
 
 
 def _check_repository(config: TrainConfig, base_path: str, version: int | None) -> None:

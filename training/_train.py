@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -52,7 +53,7 @@ class TrainResult:
         from tfstack import export
 
         return export.build_profile(
-            self._feature_specs(),
+            export_features(self.dataset),
             self.dataset.train.inputs,
             task=self.dataset.task,
             class_names=tuple(str(c) for c in self.dataset.class_names),
@@ -60,11 +61,6 @@ class TrainResult:
             labels=self.dataset.test.labels,
             predictions=self.test_predictions,
         )
-
-    def _feature_specs(self):
-        from tfstack import export
-
-        return tuple(export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in self.dataset.features)
 
     def export_spec(self, *, parent_version: int | None = None, warmup_from: tuple[str, ...] = ()):
         """The `export.ExportSpec` that publishes this model (raw-feature signature, test metrics).
@@ -85,7 +81,7 @@ class TrainResult:
             model_name=self.model_name,
             task=self.dataset.task,
             keras_model=self.model,
-            features=self._feature_specs(),
+            features=export_features(self.dataset),
             class_names=tuple(str(c) for c in self.dataset.class_names),
             sample_inputs={k: np.asarray(v[:SAMPLE_ROWS]) for k, v in self.dataset.test.inputs.items()},
             metrics=self.metrics,
@@ -100,7 +96,20 @@ class TrainResult:
         )
 
 
-def train(config: TrainConfig | None = None, *, progress: bool = True, console: Any = None) -> TrainResult:
+def export_features(dataset: Dataset) -> tuple[Any, ...]:
+    """The dataset's raw inputs as `export.FeatureSpec`s: the exported signature's inputs."""
+    from tfstack import export
+
+    return tuple(export.FeatureSpec(name=f.name, dtype=f.dtype, shape=tuple(f.shape)) for f in dataset.features)
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    progress: bool = True,
+    console: Any = None,
+    before_fit: Callable[[str, Dataset], None] | None = None,
+) -> TrainResult:
     """Train a model as `config` says and evaluate it on the held-out test split.
 
     With `strategy="multi-worker"` every worker of the cluster in TF_CONFIG calls this. All of them
@@ -112,6 +121,9 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         progress: show a progress bar on `console` (or stderr); one line per epoch for
             multi-worker runs, whose output is usually a log.
         console: a `rich.console.Console` for the progress bar.
+        before_fit: called with the model name and the loaded dataset before any training, so a
+            caller can refuse early what would fail at publish time (`tfstack train` checks the
+            repository's schema there); what it raises propagates.
 
     Raises:
         TrainingError: bad data (`DatasetError`), a model that does not fit the data
@@ -144,6 +156,8 @@ def train(config: TrainConfig | None = None, *, progress: bool = True, console: 
         dataset=config.dataset if config.csv_path or config.image_dir else config.source_name,
     )
     model_name = config.model_name or dataset.name
+    if before_fit is not None:
+        before_fit(model_name, dataset)
 
     import keras
     import tensorflow as tf

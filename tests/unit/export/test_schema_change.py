@@ -70,3 +70,15 @@ def test_the_export_command_names_both_ways_out_and_exits_nonzero(make_spec, bas
                                             "--regression", "--allow-schema-change"])
     assert forced.exit_code == 0, forced.output
     assert "Published churn version 2" in forced.output
+
+
+@pytest.mark.parametrize("kind", ["classification", "regression", "mixed"])
+def test_the_serving_signature_known_before_training_is_the_exported_one(published, kind):
+    """`serving_signature` (what `tfstack train` checks before fitting) must equal what the
+    export writes; otherwise the early check would refuse, or let through, the wrong runs."""
+    from tests.unit.export.conftest import _features
+
+    version = published[kind]
+    planned = export.serving_signature(_features(kind), task=version.manifest["task"],
+                                       class_names=version.manifest.get("class_names") or ())
+    assert planned["serving_default"] == export.read_signature_summary(version.path)["serving_default"]

@@ -59,6 +59,7 @@ def test_public_api_is_explicit():
         "read_profile",
         "read_signature_summary",
         "request_inputs",
+        "serving_signature",
         "version_directories",
     ]
     for name in ("RepositoryError", "VerificationError", "VersionExistsError", "VersionNotFoundError", "CorruptVersionError"):

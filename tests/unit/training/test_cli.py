@@ -71,3 +71,37 @@ def test_export_errors_are_one_line_too(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == f"Error: Cannot write into {tmp_path / 'm'}: disk full"
     assert "Traceback" not in result.output
+
+
+def test_an_incompatible_schema_is_refused_before_training(tmp_path: Path, people_csv: Path) -> None:
+    """Issue 18, item 2: `--csv people.csv` onto an existing `iris` with other inputs is refused
+    before a training run is spent on it, and the repository is untouched."""
+    import hashlib
+
+    import keras
+    import numpy as np
+
+    from tfstack import export
+
+    x = keras.Input((2,), name="x", dtype="float32")
+    existing = export.ExportSpec(
+        model_name="iris", task="classification", keras_model=keras.Model({"x": x}, keras.layers.Dense(3, activation="softmax")(x)),
+        features=(export.FeatureSpec(name="x", dtype="float32", shape=(2,)),), class_names=("a", "b", "c"),
+        sample_inputs={"x": np.zeros((2, 2), np.float32)},
+    )
+    models = tmp_path / "models"
+    export.publish(existing, models)
+
+    def digest() -> str:
+        return hashlib.sha256(b"".join(p.as_posix().encode() + (p.read_bytes() if p.is_file() else b"")
+                                       for p in sorted(models.rglob("*")))).hexdigest()
+
+    before = digest()
+    result = _run(["--csv", str(people_csv), "--target", "label", "--model-name", "iris", "--epochs", "1",
+                   "--base-path", str(models), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "Refusing to publish a new version of 'iris'" in result.output and "nothing was written" in result.output
+    assert "serving_default: input 'x' was removed" in result.output
+    assert "--allow-schema-change" in result.output
+    assert not (tmp_path / "run").exists(), "no training ran"
+    assert digest() == before
