@@ -89,7 +89,7 @@ def main() -> None:
     import grpc
     import numpy as np
     import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
     from tfstack.client import ServingClient
     from tfstack.client._proto import tfstack_serving_pb2 as pb
@@ -112,6 +112,10 @@ def main() -> None:
             channel = grpc.insecure_channel(server.grpc_target)
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             response_bytes = stub.Predict(official_request(), timeout=30).SerializeToString()
+            # The client reads the signature once (to check and cast inputs); the in-memory run replays it.
+            metadata_request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+            metadata_request.model_spec.name = "half_plus_two"
+            metadata_bytes = stub.GetModelMetadata(metadata_request, timeout=30).SerializeToString()
 
             def official_e2e() -> None:
                 response = stub.Predict(official_request(), timeout=30)
@@ -156,6 +160,8 @@ def main() -> None:
 
         def send(self, call, timeout):
             call.request.SerializeToString()
+            if call.response_type is pb.GetModelMetadataResponse:
+                return pb.GetModelMetadataResponse.FromString(metadata_bytes)
             return pb.PredictResponse.FromString(response_bytes)
 
         def close(self) -> None:

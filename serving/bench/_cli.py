@@ -93,6 +93,7 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
 @click.option("--batch-sizes", default=DEFAULT_BATCH_SIZES, show_default=True, callback=_int_list,
               help="Examples per Predict request.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              envvar="TFSTACK_BENCH_DURATION", show_envvar=True,
               help="Seconds per measurement (default 5 unless --requests is given).")
 @click.option("--requests", type=click.IntRange(min=1), default=None, help="Requests per measurement instead of a duration.")
 @click.option("--warmup", type=click.IntRange(min=0), default=20, show_default=True,
