@@ -136,3 +136,15 @@ def test_a_replay_scenario_without_requests_is_refused():
         bench.run_scenario(Scenario(kind="replay", protocol="rest", batch_size=None),
                            target=bench.Target(model_name="m", rest_url="http://127.0.0.1:1", grpc_target=None),
                            payloads={}, limits=Limits(duration=1.0), processes=1)
+
+
+def test_the_c_load_generators_are_refused_with_replay_before_any_log_is_read(tmp_path: Path):
+    from tfstack.serving.bench._cli import _plan
+
+    options = {"load_generator": "c", "protocols": ("grpc", "rest"), "requests": None, "duration": 2.0, "rest": None,
+               "grpc": None, "allow_remote": False, "model_base_path": tmp_path, "warmup": 1, "timeout": 5.0,
+               "enable_batching": False, "batching_modes": None, "processes": 1, "concurrencies": (1,),
+               "batch_sizes": (1,), "rate": None, "replay_logs": (str(tmp_path / "absent"),), "baselines": True,
+               "model_name": "m", "explicit": set()}
+    with pytest.raises(ValueError, match=r"wrk and h2load repeat one request; --replay .* Received: --load-generator c --replay"):
+        _plan(options)
