@@ -148,7 +148,7 @@ def build_replay(logs: Sequence[Any], *, model_name: str) -> Replay:
         except ValueError as exc:
             raise ValueError(f"Record {entry.index} of {entry.path} cannot be replayed: {exc}") from exc
         requests.append(replayed)
-        files[str(entry.path)] = None
+        files[str(entry.path.absolute())] = None
         for name, proto in request.inputs.items():
             dims = "x".join(str(d.size) for d in proto.tensor_shape.dim)
             shapes.setdefault(name, collections.Counter())[f"{_dtype_name(proto.dtype)}[{dims}]"] += 1
