@@ -1,8 +1,9 @@
 """`tfstack bench`: load generation, statistics and reports for REST, gRPC and in-process inference.
 
-Four steps, one module each: `_plan` (scenarios, limits, targets, payloads), `_load` (worker
-processes or wrk/h2load through `_native`, one Measurement per scenario), `_stats` (percentiles,
-summaries) and `_report` (ratios, breakdown, CSV, JSON, chart, tables); `_cli` is the command.
+Four steps, one module each: `_plan` (scenarios, limits, targets, payloads; `_replay` turns request
+logs into the payloads of `--replay`), `_load` (worker processes or wrk/h2load through `_native`,
+one Measurement per scenario), `_stats` (percentiles, summaries) and `_report` (ratios, breakdown,
+CSV, JSON, chart, tables); `_cli` is the command.
 """
 
 from tfstack.serving.bench._load import Measurement, expected_requests, run_scenario
@@ -15,6 +16,7 @@ from tfstack.serving.bench._plan import (
     KIND_IN_PROCESS,
     KIND_OFFICIAL_STUB,
     KIND_PREDICT,
+    KIND_REPLAY,
     KIND_TFSTACK_CLIENT,
     KINDS,
     PROTOCOLS,
@@ -27,6 +29,7 @@ from tfstack.serving.bench._plan import (
     plan_scenarios,
     require_loopback,
 )
+from tfstack.serving.bench._replay import Replay, ReplayRequest, build_replay
 from tfstack.serving.bench._report import (
     baseline_ratios,
     breakdown,
@@ -50,6 +53,7 @@ __all__ = [
     "KIND_IN_PROCESS",
     "KIND_OFFICIAL_STUB",
     "KIND_PREDICT",
+    "KIND_REPLAY",
     "KIND_TFSTACK_CLIENT",
     "PERCENTILES",
     "PROTOCOLS",
@@ -58,11 +62,14 @@ __all__ = [
     "Limits",
     "Measurement",
     "Payload",
+    "Replay",
+    "ReplayRequest",
     "Scenario",
     "Target",
     "baseline_ratios",
     "breakdown",
     "build_payloads",
+    "build_replay",
     "expected_requests",
     "machine_info",
     "markdown_table",

@@ -2,8 +2,10 @@
 
 Either starts the embedded server itself (`--model-base-path`, free loopback ports, optionally
 with batching) or targets a running one (`--rest URL --grpc TARGET`; loopback unless
-`--allow-remote`). Load comes from wrk and h2load when installed (`--load-generator`). Writes
-bench.csv, bench.json, bench.md and bench.png into `--output-dir`.
+`--allow-remote`). Load comes from wrk and h2load when installed (`--load-generator`). With
+`--replay LOGS` the Predict load is the requests `tfstack serve` logged (their inputs and batch
+sizes, in log order) from the Python generator. Writes bench.csv, bench.json, bench.md and
+bench.png into `--output-dir`.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
 @click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="A REST predict body (JSON, columnar or row format) whose examples are sent; default: the model's "
                    "assets.extra/sample_request.json, else zeros shaped by the model metadata.")
+@click.option("--replay", "replay_logs", multiple=True, metavar="LOGS",
+              help="Send the Predict requests `tfstack serve` logged for --model-name (models.config logging_config): "
+                   "a .tfrecord log, a directory of them or a filename_prefix; repeatable. Each request keeps its "
+                   "logged inputs, batch size and signature; the load cycles through them in log order, from the "
+                   "Python generator. Not with --input, --batch-sizes or --signature-name; no baselines.")
 @click.option("--enable_batching", "enable_batching", is_flag=True, help="Start the embedded server with --enable_batching=true.")
 @click.option("--batching", "batching_modes", default=None, callback=lambda c, p, v: _choice_list(("off", "on"))(c, p, v) if v else None,
               help="Embedded server batching settings to compare, e.g. off,on (one server per setting).")
@@ -131,6 +138,10 @@ def bench(**options: Any) -> None:
 
     from tfstack.serving import bench as bench_api
 
+    context = click.get_current_context()
+    # Options that shape the one generated request; a replay sends logged requests instead.
+    options["explicit"] = {name for name in ("input_path", "batch_sizes", "signature_name")
+                           if context.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)}
     console = Console()
     if not console.is_terminal:
         # Logs and pipes get the whole table instead of 80-column folding.
@@ -212,16 +223,47 @@ def _plan(options: dict[str, Any]) -> dict[str, Any]:
         batching_modes = options["batching_modes"] or (("on",) if options["enable_batching"] else ("off",))
     processes = options["processes"] or os.cpu_count() or 1
     generators, notes = _generators(options)
-    summary = {
+    summary: dict[str, Any] = {
         "protocols": list(options["protocols"]), "concurrencies": list(options["concurrencies"]),
         "batch_sizes": list(options["batch_sizes"]), "rate": options["rate"], "batching": list(batching_modes),
         "limits": dataclasses.asdict(limits), "processes": processes, "generators": generators,
     }
+    replay = None
+    if options["replay_logs"]:
+        replay = _replay(options, notes)
+        summary["batch_sizes"] = "logged"
+        summary["replay"] = replay.summary()
     # Fail on impossible sweeps here, before a server starts.
     bench_api.plan_scenarios(protocols=options["protocols"], concurrencies=options["concurrencies"],
-                          batch_sizes=options["batch_sizes"], rate=options["rate"], generators=generators)
+                          batch_sizes=options["batch_sizes"], rate=options["rate"], generators=generators,
+                          baselines=replay is None, replay=replay is not None)
     return {"limits": limits, "batching_modes": batching_modes, "processes": processes, "summary": summary,
-            "generators": generators, "notes": notes}
+            "generators": generators, "notes": notes, "replay": replay}
+
+
+def _replay(options: dict[str, Any], notes: list[str]) -> Any:
+    """Read --replay's logs (tfstack.export's reader: files, directories, prefixes; a torn last record is
+    skipped with a warning) into the requests to send; ValueError for anything a user must fix."""
+    from tfstack import export
+    from tfstack.serving import bench as bench_api
+
+    given = {"input_path": "--input", "batch_sizes": "--batch-sizes", "signature_name": "--signature-name"}
+    clashing = [flag for name, flag in given.items() if name in options["explicit"]]
+    if clashing:
+        raise ValueError(f"--replay sends the logged requests with their own inputs, batch sizes and signatures; "
+                         f"it does not combine with {', '.join(clashing)}. Received: --replay with {', '.join(clashing)}")
+    logs = export.read_prediction_logs(list(options["replay_logs"]))
+    replay = bench_api.build_replay(logs, model_name=options["model_name"])
+    sizes = ", ".join(f"{count}x b={size}" for size, count in replay.batch_sizes.items())
+    notes.append(f"Replaying {len(replay.requests):,} logged Predict requests of {options['model_name']} from "
+                 f"{len(replay.files)} log file(s), in log order ({sizes}); batch sizes are the logged ones.")
+    left_out = [f"{count:,} of model {name!r}" for name, count in replay.other_models.items()]
+    left_out += [f"{count:,} {kind} records (not Predict)" for kind, count in replay.other_kinds.items()]
+    if left_out:
+        notes.append("Left out of the replay: " + ", ".join(left_out) + ".")
+    if options["baselines"]:
+        notes.append("No baselines with --replay: they send one fixed request.")
+    return replay
 
 
 def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
@@ -230,6 +272,12 @@ def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     from tfstack.serving.bench import _native as _bench_native
 
     choice = options["load_generator"]
+    if options["replay_logs"]:
+        if choice == "c":
+            raise ValueError("wrk and h2load repeat one request; --replay cycles through the logged ones and runs on the "
+                             "Python generator. Received: --load-generator c --replay")
+        return ({p: bench_api.GENERATOR_PYTHON for p in options["protocols"]},
+                ["Load from the Python generator: wrk and h2load repeat one request, a replay sends many."])
     if choice == "python":
         return {p: bench_api.GENERATOR_PYTHON for p in options["protocols"]}, []
     if options["requests"] is not None:
@@ -253,8 +301,6 @@ def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 
 def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, rest_url: str | None,
                grpc_target: str | None, console: Any) -> list[Any]:
-    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
     from tfstack.client import ServingClient, ServingError
     from tfstack.serving import bench as bench_api
 
@@ -270,11 +316,19 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
         raise bench_api.BenchError(f"Could not read the metadata of model {model_name!r}: {exc}") from exc
     finally:
         client.close()
-    signature = metadata.signatures.get(signature_name)
-    if signature is None:
-        raise bench_api.BenchError(f"Model {model_name!r} v{metadata.version} has no signature {signature_name!r}. "
-                                f"It has: {sorted(metadata.signatures)}")
+    replay = plan["replay"]
+    wanted = replay.signature_names if replay is not None else (signature_name,)
+    missing = [name for name in wanted if name not in metadata.signatures]
+    if missing:
+        what = "the logged requests name" if replay is not None else "has no signature"
+        raise bench_api.BenchError(f"Model {model_name!r} v{metadata.version} {what} {', '.join(map(repr, missing))}"
+                                   f"{' (not served)' if replay is not None else ''}. It has: {sorted(metadata.signatures)}")
     version_path = _version_dir(options["model_base_path"], metadata.version) if options["model_base_path"] else None
+    if replay is not None:
+        return _run_scenarios(options, plan, batching, rest_url, grpc_target, console, metadata=metadata,
+                              version_path=version_path, payloads={},
+                              source=f"{len(replay.requests):,} logged requests")
+    signature = metadata.signatures[signature_name]
     sample_path = options["input_path"] or (version_path / "assets.extra" / "sample_request.json" if version_path else None)
     sample_body = None
     if sample_path is not None and sample_path.is_file():
@@ -287,15 +341,27 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
                                          sample_body=sample_body, batch_sizes=options["batch_sizes"])
     except (ValueError, TypeError) as exc:
         raise bench_api.BenchError(f"Cannot build requests from {sample_path or 'the model metadata'}: {exc}") from exc
+    source = str(sample_path) if sample_body is not None else "synthesized from metadata"
+    return _run_scenarios(options, plan, batching, rest_url, grpc_target, console, metadata=metadata,
+                          version_path=version_path, payloads=payloads, source=source)
+
+
+def _run_scenarios(options: dict[str, Any], plan: dict[str, Any], batching: str, rest_url: str | None,
+                   grpc_target: str | None, console: Any, *, metadata: Any, version_path: Path | None,
+                   payloads: dict[int, Any], source: str) -> list[Any]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from tfstack.serving import bench as bench_api
+
+    model_name, replay = options["model_name"], plan["replay"]
     target = bench_api.Target(model_name=model_name, rest_url=rest_url, grpc_target=grpc_target,
-                           signature_name=signature_name, version_path=version_path)
+                              signature_name=options["signature_name"], version_path=version_path)
     scenarios = bench_api.plan_scenarios(
         protocols=options["protocols"], concurrencies=options["concurrencies"], batch_sizes=options["batch_sizes"],
-        rate=options["rate"], floor=options["floor"], baselines=options["baselines"],
-        in_process=version_path is not None, batching=batching, generators=plan["generators"],
+        rate=options["rate"], floor=options["floor"], baselines=options["baselines"] and replay is None,
+        in_process=version_path is not None, batching=batching, generators=plan["generators"], replay=replay is not None,
     )
     limits = plan["limits"]
-    source = sample_path if sample_body is not None else "synthesized from metadata"
     console.print(f"[bold]{model_name}[/] v{metadata.version}, batching {batching}, inputs from {source}; "
                   f"rest={rest_url} grpc={grpc_target}; {len(scenarios)} measurements")
     measurements = []
@@ -317,6 +383,7 @@ def _run_sweep(options: dict[str, Any], plan: dict[str, Any], batching: str, res
 
             measurement = bench_api.run_scenario(
                 scenario, target=target, payloads=payloads, limits=limits, processes=plan["processes"], on_progress=report,
+                replay=replay.requests if replay is not None else (),
             )
             stats = measurement.stats
             progress.update(task, total=stats.requests + stats.errors, completed=stats.requests + stats.errors,

@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from tfstack.serving.bench._plan import (
     KIND_IN_PROCESS,
     KIND_OFFICIAL_STUB,
     KIND_PREDICT,
+    KIND_REPLAY,
     KIND_TFSTACK_CLIENT,
     KINDS,
     MODEL_STATUS_METHOD,
@@ -52,6 +53,7 @@ from tfstack.serving.bench._plan import (
     Scenario,
     Target,
 )
+from tfstack.serving.bench._replay import ReplayRequest
 from tfstack.serving.bench._stats import LatencyStats, summarize
 
 # --------------------------------------------------------------------------------------------
@@ -77,6 +79,8 @@ class WorkerSpec:
     duration: float | None
     warmup: int
     timeout: float
+    replay: tuple[ReplayRequest, ...] = ()  # KIND_REPLAY: the logged requests, cycled in order
+    replay_start: int = 0  # where in `replay` this worker starts, so workers spread over the log
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -85,6 +89,24 @@ class WorkerResult:
     errors: int
     error_samples: list[str]
     end: float
+    examples: int = 0  # examples in the answered replay requests
+
+
+class _Cycle:
+    """The next logged request of a worker's replay, in log order, wrapping around."""
+
+    def __init__(self, requests: Sequence[ReplayRequest], start: int) -> None:
+        self._requests, self._start = requests, start % len(requests)
+        self._next = self._start
+
+    def rewind(self) -> None:
+        """Back to the worker's first request (after warmup, so a measured run starts there)."""
+        self._next = self._start
+
+    def take(self) -> ReplayRequest:
+        request = self._requests[self._next]
+        self._next = (self._next + 1) % len(self._requests)
+        return request
 
 
 class _HttpStatus(Exception):
@@ -100,8 +122,9 @@ def model_status_request(model_name: str) -> bytes:
     return request.SerializeToString()
 
 
-async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """An async `send()` that raises on any failure, and an async `close()`."""
+async def _async_sender(spec: WorkerSpec, cycle: _Cycle | None = None) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """An async `send()` that raises on any failure (and returns the examples sent when replaying), and an
+    async `close()`."""
     if spec.protocol == "grpc":
         import grpc
 
@@ -110,6 +133,19 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
             spec.target.grpc_target,
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
         )
+        if cycle is not None:
+            predict = channel.unary_unary(PREDICT_METHOD)
+
+            async def send_logged() -> int:
+                assert cycle is not None  # narrowed above; the closure does not keep the narrowing
+                request = cycle.take()
+                await predict(request.grpc_request, timeout=spec.timeout)
+                return request.batch_size
+
+            async def close_channel() -> None:
+                await channel.close()
+
+            return send_logged, close_channel
         if spec.kind == KIND_FLOOR:
             method, body = channel.unary_unary(MODEL_STATUS_METHOD), model_status_request(spec.target.model_name)
         else:
@@ -131,18 +167,29 @@ async def _async_sender(spec: WorkerSpec) -> tuple[Callable[[], Any], Callable[[
     )
     assert spec.target.rest_url is not None  # a REST scenario exists only with a REST target
     base = spec.target.rest_url.rstrip("/")
+    data: bytes | None
     if spec.kind == KIND_FLOOR:
         method, url, data, headers = "GET", f"{base}/v1/models/{spec.target.model_name}", None, {}
     else:
-        assert spec.payload is not None  # Predict scenarios carry their payload
         method, url = "POST", f"{base}/v1/models/{spec.target.model_name}:predict"
-        data, headers = spec.payload.rest_body, {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json"}
+        if cycle is None:
+            assert spec.payload is not None  # Predict scenarios carry their payload
+            data = spec.payload.rest_body
+        else:
+            data = None  # each send takes the next logged body
 
-    async def send() -> None:
-        async with session.request(method, url, data=data, headers=headers) as response:
+    async def send() -> int:
+        body = data
+        examples = 0
+        if cycle is not None:
+            request = cycle.take()
+            body, examples = request.rest_body, request.batch_size
+        async with session.request(method, url, data=body, headers=headers) as response:
             text = await response.read()
             if response.status != 200:
                 raise _HttpStatus(f"HTTP {response.status}: {text[:200].decode('utf-8', 'replace')}")
+        return examples
 
     return send, session.close
 
@@ -200,12 +247,14 @@ class _Recorder:
 
     def __init__(self, counters: Any, slot: int) -> None:
         self.latencies: list[float] = []
+        self.examples = 0
         self.errors = 0
         self.error_samples: list[str] = []
         self._counters, self._slot = counters, slot
 
-    def ok(self, latency: float) -> None:
+    def ok(self, latency: float, examples: int | None = None) -> None:
         self.latencies.append(latency)
+        self.examples += examples or 0
         self._counters[self._slot] += 1
 
     def fail(self, exc: BaseException | str) -> None:
@@ -215,7 +264,8 @@ class _Recorder:
             self.error_samples.append(exc if isinstance(exc, str) else f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def result(self) -> WorkerResult:
-        return WorkerResult(latencies=self.latencies, errors=self.errors, error_samples=self.error_samples, end=time.monotonic())
+        return WorkerResult(latencies=self.latencies, errors=self.errors, error_samples=self.error_samples, end=time.monotonic(),
+                            examples=self.examples)
 
 
 def _deadline(spec: WorkerSpec, start: float) -> float:
@@ -223,10 +273,13 @@ def _deadline(spec: WorkerSpec, start: float) -> float:
 
 
 async def _run_async(spec: WorkerSpec, recorder: _Recorder, ready: Any, go: Any, start_at: Any, slot: int) -> None:
-    send, close = await _async_sender(spec)
+    cycle = _Cycle(spec.replay, spec.replay_start) if spec.kind == KIND_REPLAY else None
+    send, close = await _async_sender(spec, cycle)
     try:
         for _ in range(spec.warmup):
             await send()
+        if cycle is not None:
+            cycle.rewind()
         ready.put((slot, None))
         await asyncio.get_running_loop().run_in_executor(None, go.wait, _SETUP_TIMEOUT)
         start = start_at.value
@@ -241,11 +294,11 @@ async def _run_async(spec: WorkerSpec, recorder: _Recorder, ready: Any, go: Any,
                     if began >= deadline:
                         return
                     try:
-                        await send()
+                        examples = await send()
                     except Exception as exc:  # every failure is data: counted and sampled
                         recorder.fail(exc)
                     else:
-                        recorder.ok(time.monotonic() - began)
+                        recorder.ok(time.monotonic() - began, examples)
 
             await asyncio.gather(*(user() for _ in range(spec.users)))
             return
@@ -254,11 +307,11 @@ async def _run_async(spec: WorkerSpec, recorder: _Recorder, ready: Any, go: Any,
 
         async def one(scheduled: float) -> None:
             try:
-                await send()
+                examples = await send()
             except Exception as exc:
                 recorder.fail(exc)
             else:
-                recorder.ok(time.monotonic() - scheduled)
+                recorder.ok(time.monotonic() - scheduled, examples)
 
         k = 0
         while spec.requests is None or k < spec.requests:
@@ -311,7 +364,7 @@ def _worker_main(spec: WorkerSpec, slot: int, counters: Any, ready: Any, go: Any
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     recorder = _Recorder(counters, slot)
     try:
-        if spec.kind in (KIND_PREDICT, KIND_FLOOR):
+        if spec.kind in (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY):
             asyncio.run(_run_async(spec, recorder, ready, go, start_at, slot))
         else:
             _run_sync(spec, recorder, ready, go, start_at, slot)
@@ -336,10 +389,15 @@ class Measurement:
     processes: int
     load_avg_1m: float
     error_samples: tuple[str, ...] = ()
+    examples: int | None = None  # examples in the answered requests, when counted (replay: batch sizes vary)
 
     def row(self) -> dict[str, Any]:
-        """A flat dict for CSV/JSON."""
+        """A flat dict for CSV/JSON (a replay's batch_size is None: each request has its logged one)."""
         s = self.scenario
+        if self.examples is not None:
+            examples_per_s = self.examples / self.stats.elapsed_s if self.stats.elapsed_s > 0 else 0.0
+        else:
+            examples_per_s = self.stats.throughput_rps * (s.batch_size or 1)
         return {
             "kind": s.kind,
             "protocol": s.protocol,
@@ -350,7 +408,7 @@ class Measurement:
             "batching": s.batching,
             "generator": s.generator,
             **dataclasses.asdict(self.stats),
-            "examples_per_s": self.stats.throughput_rps * s.batch_size,
+            "examples_per_s": examples_per_s,
             "processes": self.processes,
             "load_avg_1m": self.load_avg_1m,
             "error_samples": list(self.error_samples),
@@ -369,11 +427,14 @@ def run_scenario(
     limits: Limits,
     processes: int,
     on_progress: Callable[[int, float], None] | None = None,
+    replay: Sequence[ReplayRequest] = (),
 ) -> Measurement:
     """Run one scenario in fresh worker processes and summarize it.
 
     Args:
         processes: worker processes for closed/open-loop load (baselines always use one).
+        replay: the logged requests a KIND_REPLAY scenario cycles through (see `build_replay`);
+            each worker starts at its own place in the log.
         on_progress: called about 10 times a second with the requests finished so far and the
             seconds since the measurement started.
 
@@ -382,16 +443,19 @@ def run_scenario(
     """
     if scenario.kind not in KINDS:
         raise ValueError(f"Unknown scenario kind. Expected one of {KINDS}. Received: kind={scenario.kind!r}")
+    if scenario.kind == KIND_REPLAY and not replay:
+        raise ValueError(f"A {KIND_REPLAY} scenario needs the logged requests. Received: replay=()")
     if scenario.generator != GENERATOR_PYTHON:
         return _run_native(scenario, target=target, payloads=payloads, limits=limits, on_progress=on_progress)
-    load = scenario.kind in (KIND_PREDICT, KIND_FLOOR)
+    load = scenario.kind in (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY)
     users_total = scenario.concurrency if scenario.rate is None else 0
     n = max(1, min(processes, users_total) if scenario.rate is None else processes) if load else 1
     users = _split(users_total, n) if scenario.rate is None else [0] * n
     quotas = _split(limits.requests, n) if limits.requests is not None else [None] * n
     if limits.requests is not None and limits.requests < n:
         n, users, quotas = limits.requests, users[: limits.requests], quotas[: limits.requests]
-    payload = payloads.get(scenario.batch_size) if scenario.kind != KIND_FLOOR else None
+    payload = payloads.get(scenario.batch_size) if scenario.kind not in (KIND_FLOOR, KIND_REPLAY) and scenario.batch_size else None
+    replayed = tuple(replay) if scenario.kind == KIND_REPLAY else ()
     context = multiprocessing.get_context("spawn")
     counters = context.Array("q", n, lock=False)
     ready, results, go = context.Queue(), context.Queue(), context.Event()
@@ -410,6 +474,8 @@ def run_scenario(
             duration=limits.duration,
             warmup=limits.warmup,
             timeout=limits.timeout,
+            replay=replayed,
+            replay_start=slot * len(replayed) // n,
         )
         process = context.Process(
             target=_worker_main, args=(spec, slot, counters, ready, go, start_at, results), daemon=True
@@ -468,6 +534,7 @@ def run_scenario(
         processes=n,
         load_avg_1m=os.getloadavg()[0],
         error_samples=samples,
+        examples=sum(r.examples for r in collected.values()) if scenario.kind == KIND_REPLAY else None,
     )
 
 
@@ -484,12 +551,13 @@ def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Pa
         raise ValueError("C load generators run for a duration; give `duration`, not `requests`.")
     address = target.rest_url if scenario.protocol == "rest" else target.grpc_target
     assert address is not None  # a scenario's protocol always has its target
+    payload = payloads[scenario.batch_size] if scenario.kind == KIND_PREDICT and scenario.batch_size is not None else None
     if scenario.protocol == "rest":
-        request = (native.rest_status_request(address, target.model_name) if scenario.kind == KIND_FLOOR
-                   else native.rest_predict_request(address, target.model_name, payloads[scenario.batch_size].rest_body))
+        request = (native.rest_predict_request(address, target.model_name, payload.rest_body) if payload is not None
+                   else native.rest_status_request(address, target.model_name))
     else:
-        request = (native.grpc_status_request(address, target.model_name) if scenario.kind == KIND_FLOOR
-                   else native.grpc_predict_request(address, payloads[scenario.batch_size].grpc_request))
+        request = (native.grpc_predict_request(address, payload.grpc_request) if payload is not None
+                   else native.grpc_status_request(address, target.model_name))
     try:
         request = native.check_and_warm_up(request, count=limits.warmup, timeout=limits.timeout)
         run = native.run_wrk if scenario.protocol == "rest" else native.run_h2load

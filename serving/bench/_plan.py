@@ -31,7 +31,9 @@ KIND_FLOOR = "floor"
 KIND_IN_PROCESS = "in-process"
 KIND_OFFICIAL_STUB = "official-stub"
 KIND_TFSTACK_CLIENT = "tfstack-client"
-KINDS = (KIND_PREDICT, KIND_FLOOR, KIND_IN_PROCESS, KIND_OFFICIAL_STUB, KIND_TFSTACK_CLIENT)
+# Predict load made of logged requests (`--replay`), each with its own logged batch size.
+KIND_REPLAY = "replay"
+KINDS = (KIND_PREDICT, KIND_FLOOR, KIND_IN_PROCESS, KIND_OFFICIAL_STUB, KIND_TFSTACK_CLIENT, KIND_REPLAY)
 
 
 class BenchError(ServerError):
@@ -52,7 +54,7 @@ class Scenario:
         protocol: "grpc" or "rest" ("" for the in-process baseline).
         concurrency: closed-loop users (ignored when `rate` is set).
         rate: open-loop requests per second, or None for closed loop.
-        batch_size: examples per request.
+        batch_size: examples per request; None for replay (each request has its logged batch size).
         batching: the server's batching setting as a label ("off", "on", "server" if unknown).
         generator: who sends the load: "python" (this module's workers), "wrk" (REST) or
             "h2load" (gRPC), see tfstack.serving.bench._native.
@@ -62,9 +64,14 @@ class Scenario:
     protocol: str
     concurrency: int = 1
     rate: float | None = None
-    batch_size: int = 1
+    batch_size: int | None = 1
     batching: str = "off"
     generator: str = GENERATOR_PYTHON
+
+    @property
+    def batch_label(self) -> str:
+        """The batch size as shown in tables: a number, or "logged" for replay."""
+        return "logged" if self.batch_size is None else str(self.batch_size)
 
     @property
     def mode(self) -> str:
@@ -75,7 +82,7 @@ class Scenario:
         load = f"rate {self.rate:g}/s" if self.rate is not None else f"c={self.concurrency}"
         where = f"{self.kind} {self.protocol}".strip()
         by = f" ({self.generator})" if self.generator != GENERATOR_PYTHON else ""
-        return f"{where}{by} {load} b={self.batch_size} batching={self.batching}"
+        return f"{where}{by} {load} b={self.batch_label} batching={self.batching}"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -125,6 +132,7 @@ def plan_scenarios(
     in_process: bool = True,
     batching: str = "off",
     generators: Mapping[str, str] | None = None,
+    replay: bool = False,
 ) -> list[Scenario]:
     """The scenarios of one sweep, in the order they run.
 
@@ -134,11 +142,14 @@ def plan_scenarios(
     Args:
         generators: protocol -> load generator of its closed-loop runs (default: "python");
             open-loop runs always use the Python generator.
+        replay: the Predict load is logged requests (KIND_REPLAY, batch size as logged, Python
+            generator only) instead of one request per batch size; `batch_sizes` and the
+            baselines (which need one fixed request) do not apply.
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if not protocols or unknown:
         raise ValueError(f"`protocols` must be a non-empty subset of {PROTOCOLS}. Received: protocols={tuple(protocols)!r}")
-    for name, values in (("concurrencies", concurrencies), ("batch_sizes", batch_sizes)):
+    for name, values in (("concurrencies", concurrencies), ("batch_sizes", [1] if replay else batch_sizes)):
         if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
             raise ValueError(f"`{name}` must be a non-empty list of ints >= 1. Received: {name}={tuple(values)!r}")
     if rate is not None and not rate > 0:
@@ -147,6 +158,14 @@ def plan_scenarios(
     bad = {p: g for p, g in generators.items() if g not in GENERATORS}
     if bad:
         raise ValueError(f"`generators` values must be among {GENERATORS}. Received: generators={generators!r}")
+    if replay:
+        native = {p: g for p, g in generators.items() if g != GENERATOR_PYTHON}
+        if native:
+            raise ValueError("Replay load comes from the Python generator (wrk and h2load repeat one request). "
+                             f"Received: generators={generators!r}")
+        if baselines:
+            raise ValueError("The baselines send one fixed request; they do not run with replay. "
+                             "Received: baselines=True, replay=True")
     out: list[Scenario] = []
     if baselines:
         for batch in batch_sizes if in_process else ():
@@ -161,11 +180,18 @@ def plan_scenarios(
             if floor:
                 out.append(Scenario(kind=KIND_FLOOR, protocol=protocol, concurrency=concurrency, batching=batching,
                                     generator=generator))
+            if replay:
+                out.append(Scenario(kind=KIND_REPLAY, protocol=protocol, concurrency=concurrency, batch_size=None,
+                                    batching=batching, generator=generator))
+                continue
             for batch in batch_sizes:
                 out.append(Scenario(kind=KIND_PREDICT, protocol=protocol, concurrency=concurrency, batch_size=batch,
                                     batching=batching, generator=generator))
     if rate is not None:
         for protocol in protocols:
+            if replay:
+                out.append(Scenario(kind=KIND_REPLAY, protocol=protocol, rate=float(rate), batch_size=None, batching=batching))
+                continue
             for batch in batch_sizes:
                 out.append(Scenario(kind=KIND_PREDICT, protocol=protocol, rate=float(rate), batch_size=batch, batching=batching))
     return out

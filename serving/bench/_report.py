@@ -19,6 +19,7 @@ from tfstack.serving.bench._plan import (
     KIND_IN_PROCESS,
     KIND_OFFICIAL_STUB,
     KIND_PREDICT,
+    KIND_REPLAY,
     KIND_TFSTACK_CLIENT,
     PROTOCOLS,
 )
@@ -166,11 +167,12 @@ def write_chart(measurements: Sequence[Measurement], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # Batch size 0 stands for a replay's logged batch sizes (keys must sort).
     series: dict[tuple[str, str, int, str, str], list[Measurement]] = {}
     for m in measurements:
         s = m.scenario
-        if s.kind in (KIND_PREDICT, KIND_FLOOR) and s.rate is None and m.stats.requests:
-            series.setdefault((s.kind, s.protocol, s.batch_size, s.batching, s.generator), []).append(m)
+        if s.kind in (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY) and s.rate is None and m.stats.requests:
+            series.setdefault((s.kind, s.protocol, s.batch_size or 0, s.batching, s.generator), []).append(m)
     baselines = [m for m in measurements if m.scenario.kind in (KIND_IN_PROCESS, KIND_OFFICIAL_STUB, KIND_TFSTACK_CLIENT)
                  and m.scenario.batch_size == 1 and m.stats.requests]
     figure, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharex=True)
@@ -187,7 +189,7 @@ def write_chart(measurements: Sequence[Measurement], path: Path) -> None:
             marker = "s" if batching == "on" else ("^" if batch > 1 else "o")
             if generator != GENERATOR_PYTHON:
                 style["markerfacecolor"] = "white"
-            what = "empty request" if kind == KIND_FLOOR else f"predict b={batch}"
+            what = {KIND_FLOOR: "empty request", KIND_REPLAY: "replayed logs"}.get(kind, f"predict b={batch}")
             axis.plot(x, y, dashes, marker=marker, label=f"{protocol} {what}, batching {batching}, {generator}", **style)
             for m, value in zip(points, y):
                 axis.annotate(f"c{m.scenario.concurrency}", (m.stats.throughput_rps, value), fontsize=7,
@@ -234,13 +236,13 @@ def results_table(measurements: Sequence[Measurement], *, title: str = "tfstack 
         floor = _find(measurements, kind=KIND_FLOOR, protocol=s.protocol, concurrency=s.concurrency, rate=None,
                       batching=s.batching, generator=s.generator)
         x_floor = (f"{st.throughput_rps / floor.stats.throughput_rps:.2f}"
-                   if s.kind == KIND_PREDICT and s.rate is None and floor and floor.stats.throughput_rps else "")
+                   if s.kind in (KIND_PREDICT, KIND_REPLAY) and s.rate is None and floor and floor.stats.throughput_rps else "")
         ratio = (f"{st.p50_ms / in_process[s.batch_size]:.1f}"
                  if s.kind not in (KIND_IN_PROCESS, KIND_FLOOR) and s.batch_size in in_process and st.requests else "")
         generator = {GENERATOR_PYTHON: "py"}.get(s.generator, s.generator)
         table.add_row(
-            names.get(s.kind, s.kind), s.protocol or "-", generator if s.kind in (KIND_PREDICT, KIND_FLOOR) else "",
-            f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}", str(s.batch_size), s.batching,
+            names.get(s.kind, s.kind), s.protocol or "-", generator if s.kind in (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY) else "",
+            f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}", s.batch_label, s.batching,
             f"{st.throughput_rps:,.0f}", *(f"{v:.3f}" for v in (st.p50_ms, st.p99_ms)), str(st.errors),
             x_floor, ratio, f"{m.load_avg_1m:.1f}",
             style="red" if st.errors else None,
@@ -257,7 +259,7 @@ def markdown_table(measurements: Sequence[Measurement]) -> str:
         s, st = m.scenario, m.stats
         load = f"{s.rate:g}/s" if s.rate is not None else f"c={s.concurrency}"
         lines.append(
-            f"| {s.kind} | {s.protocol or '-'} | {s.generator} | {load} | {s.batch_size} | {s.batching} | {st.requests} "
+            f"| {s.kind} | {s.protocol or '-'} | {s.generator} | {load} | {s.batch_label} | {s.batching} | {st.requests} "
             f"| {st.errors} | "
             f"{st.throughput_rps:,.0f} | {st.p50_ms:.3f} | {st.p90_ms:.3f} | {st.p95_ms:.3f} | {st.p99_ms:.3f} | {m.load_avg_1m:.2f} |"
         )

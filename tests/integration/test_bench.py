@@ -132,3 +132,117 @@ def test_bench_refuses_a_remote_target_before_sending_anything(tmp_path: Path):
     assert result.returncode == 2
     assert "unless --allow-remote" in result.stderr and "192.0.2.1" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------ --replay
+
+_LOGGED_CONFIG = """model_config_list {{
+  config {{
+    name: "half_plus_two" base_path: "{base}" model_platform: "tensorflow"
+    logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: "{logs}/half_plus_two" }}
+                      sampling_config {{ sampling_rate: 1.0 }} }}
+  }}
+  config {{
+    name: "other" base_path: "{base}" model_platform: "tensorflow"
+    logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: "{logs}/other" }}
+                      sampling_config {{ sampling_rate: 1.0 }} }}
+  }}
+}}
+"""
+# Batch sizes of the logged Predict requests, in the order they are sent (REST then gRPC).
+LOGGED_BATCHES = (1, 3, 2, 5)
+
+
+@pytest.fixture(scope="module")
+def request_logs(model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real `tfstack serve` with logging_config (rate 1.0) logged 4 Predict requests of half_plus_two
+    with batch sizes 1, 3, 2, 5 (REST and gRPC), one Regress of it, and 2 Predicts of model "other";
+    all land in one directory. The server is stopped (logs flushed) before the bench reads them."""
+    import grpc
+    import httpx
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from tests.support.server import start_server
+
+    root = tmp_path_factory.mktemp("replay")
+    logs = root / "logs"
+    logs.mkdir()
+    config = root / "models.config"
+    config.write_text(_LOGGED_CONFIG.format(base=model_base, logs=logs))
+    with start_server(root, f"--model_config_file={config}") as server:
+        with httpx.Client(timeout=30) as client:
+            for size in LOGGED_BATCHES[:2]:
+                response = client.post(f"{server.rest_url}/v1/models/half_plus_two:predict",
+                                       json={"instances": [float(i) for i in range(size)]})
+                assert response.status_code == 200, response.text
+            response = client.post(f"{server.rest_url}/v1/models/half_plus_two:regress",
+                                   json={"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]})
+            assert response.status_code == 200, response.text
+            for _ in range(2):
+                assert client.post(f"{server.rest_url}/v1/models/other:predict", json={"instances": [1.0]}).status_code == 200
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for size in LOGGED_BATCHES[2:]:
+                request = predict_pb2.PredictRequest()
+                request.model_spec.name = "half_plus_two"
+                request.model_spec.version.value = 1  # pinned: the replay drops the pin
+                request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.arange(size, dtype=np.float32)))
+                stub.Predict(request, timeout=30)
+    return logs
+
+
+def test_bench_replays_the_logged_requests_with_their_batch_sizes(model_base: Path, request_logs: Path, tmp_path: Path):
+    out = tmp_path / "report"
+    replayed = 2 * len(LOGGED_BATCHES)  # twice through the log
+    result = _bench(
+        "--model-name", "half_plus_two", "--model-base-path", str(model_base), "--replay", str(request_logs),
+        "--protocol", "grpc,rest", "--concurrency", "1", "--requests", str(replayed), "--warmup", "1",
+        "--processes", "1", "--no-floor", "--output-dir", str(out),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Replaying 4 logged Predict requests of half_plus_two" in result.stdout
+    assert "Left out of the replay: 2 of model 'other', 1 regress_log records (not Predict)." in result.stdout
+    assert "Python generator" in result.stdout and "No baselines with --replay" in result.stdout
+
+    document = json.loads((out / "bench.json").read_text())
+    replay = document["plan"]["replay"]
+    assert replay["requests"] == 4 and replay["examples"] == sum(LOGGED_BATCHES)
+    assert replay["batch_sizes"] == {"1": 1, "2": 1, "3": 1, "5": 1}
+    assert replay["input_shapes"] == {"x": {"float32[1]": 1, "float32[3]": 1, "float32[2]": 1, "float32[5]": 1}}
+    assert replay["left_out_other_models"] == {"other": 2} and replay["left_out_other_kinds"] == {"regress_log": 1}
+    rows = document["measurements"]
+    assert [(r["kind"], r["protocol"], r["batch_size"], r["generator"]) for r in rows] == [
+        ("replay", "grpc", None, "python"), ("replay", "rest", None, "python")]
+    for row in rows:
+        assert row["errors"] == 0 and row["requests"] == replayed, row
+        # One process, one user, twice through the log from its start: every logged example, twice.
+        assert row["examples_per_s"] * row["elapsed_s"] == pytest.approx(2 * sum(LOGGED_BATCHES)), row
+
+
+def test_bench_replay_errors_are_one_line_and_exit_2(model_base: Path, request_logs: Path, tmp_path: Path):
+    base = ("--model-base-path", str(model_base), "--output-dir", str(tmp_path / "out"))
+    cases = {
+        "no logs": (("--model-name", "half_plus_two", "--replay", str(tmp_path / "nothing-here")), "no log files found"),
+        "no request": (("--model-name", "absent", "--replay", str(request_logs)),
+                       "Expected logged Predict requests for model 'absent'. Received: logs with 7 other records "
+                       "(5 for model 'half_plus_two', 2 for model 'other')"),
+        "with --batch-sizes": (("--model-name", "half_plus_two", "--replay", str(request_logs), "--batch-sizes", "4"),
+                         "it does not combine with --batch-sizes"),
+    }
+    damaged = tmp_path / "damaged.tfrecord"
+    damaged.write_bytes(b"this is not a TFRecord file at all")
+    cases["damaged"] = (("--model-name", "half_plus_two", "--replay", str(damaged)), "is damaged or not a TFRecord file")
+    torn = tmp_path / "torn" / "other-00000.tfrecord"
+    torn.parent.mkdir()
+    (source,) = request_logs.glob("other-*.tfrecord")
+    torn.write_bytes(source.read_bytes()[:-5])  # a writer killed mid-record
+    cases["torn"] = (("--model-name", "half_plus_two", "--replay", str(torn.parent)), "1 for model 'other'")
+    for name, (arguments, expected) in cases.items():
+        result = _bench(*arguments, *base)
+        assert result.returncode == 2, (name, result.stdout[-2000:], result.stderr[-2000:])
+        assert expected in " ".join(result.stderr.split()), (name, result.stderr[-2000:])
+        assert "Traceback" not in result.stderr, name
+    assert "Skipped a torn last record in" in result.stderr  # the torn case ran last
+    assert not (tmp_path / "out").exists()  # refused before anything started

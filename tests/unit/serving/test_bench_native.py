@@ -98,7 +98,8 @@ def _options(**overrides):
     options = {"load_generator": "auto", "protocols": ("grpc", "rest"), "requests": None, "duration": 2.0,
                "rest": None, "grpc": None, "allow_remote": False, "model_base_path": Path("."), "warmup": 1,
                "timeout": 5.0, "enable_batching": False, "batching_modes": None, "processes": 1,
-               "concurrencies": (1,), "batch_sizes": (1,), "rate": None}
+               "concurrencies": (1,), "batch_sizes": (1,), "rate": None, "replay_logs": (), "baselines": True,
+               "model_name": "m", "explicit": set()}
     options.update(overrides)
     return options
 
