@@ -1,4 +1,4 @@
-"""`tfstack rollout ...`: the command line of `tfstack.serving.rollout._rollout.Rollout`.
+"""`tfstack rollout ...`: the command line of `tfstack.serving.rollout.Rollout`.
 
 Every command works on one models.config (--config) and one model repository (--base-path);
 the server is reached with --grpc (reloads by HandleReloadConfigRequest) and/or --rest (then
@@ -76,7 +76,8 @@ def rollout(ctx: click.Context, config_file, base_path, grpc_targets, rest_urls,
 
 
 def _rollout(ctx: click.Context, *, need_server: bool, **policy: Any):
-    from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy
+    from tfstack.serving.rollout._control import LiveServer
+    from tfstack.serving.rollout._rollout import Rollout, RolloutPolicy
 
     obj = ctx.obj
     if not obj["config_file"]:
@@ -272,7 +273,7 @@ def retire(ctx: click.Context, model_name: str, keep: int, dry_run: bool) -> Non
 def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_increase, max_p99_ratio, min_p99_increase_ms) -> None:
     """Roll the canary back when its errors or p99 latency are worse than stable's."""
     from tfstack.serving.rollout._gates import read_sample_request, sample_arrays
-    from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds
+    from tfstack.serving.rollout._watch import ProbeMetrics, WatchThresholds
 
     with _errors():
         runner = _rollout(ctx, need_server=True)

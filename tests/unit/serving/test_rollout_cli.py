@@ -6,7 +6,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from tfstack.client import InternalServerError
-from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds, judge_canary
+from tfstack.serving.rollout import ProbeMetrics, WatchThresholds, judge_canary
 from tfstack.serving.rollout._cli import rollout
 from tests.unit.serving.test_rollout import MODEL, make_version
 
