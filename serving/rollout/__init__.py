@@ -20,6 +20,7 @@ import typing as _typing
 # public name -> the module that defines it
 _EXPORTS = {
     "ConfigLockError": "tfstack.serving.rollout._errors",
+    "DriftCheck": "tfstack.serving.rollout._watch",
     "Fleet": "tfstack.serving.rollout._fleet",
     "GateError": "tfstack.serving.rollout._errors",
     "GateResult": "tfstack.serving.rollout._gates",
@@ -54,10 +55,11 @@ if _typing.TYPE_CHECKING:
     from tfstack.serving.rollout._publish import publish_saved_model
     from tfstack.serving.rollout._rollout import Rollout, RolloutPolicy, RolloutStatus, VersionRow
     from tfstack.serving.rollout._state import ModelState
-    from tfstack.serving.rollout._watch import MetricsSource, ProbeMetrics, WatchResult, WatchThresholds, judge_canary
+    from tfstack.serving.rollout._watch import DriftCheck, MetricsSource, ProbeMetrics, WatchResult, WatchThresholds, judge_canary
 
 __all__ = [
     "ConfigLockError",
+    "DriftCheck",
     "Fleet",
     "GateError",
     "GateResult",

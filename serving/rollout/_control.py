@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 # TF Serving's model management RPC, called by path like the client's other methods.
 RELOAD_CONFIG = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
+# The request id (X-Request-ID / x-request-id) of every request rollout sends itself: the watch's
+# probes and the infra gate. A server that logs requests stores it with them, so readers of the
+# logs (the watch's drift check) can leave rollout's own traffic out.
+ROLLOUT_REQUEST_ID = "tfstack-rollout"
 
 
 class ServerControl(Protocol):
@@ -69,6 +73,7 @@ class LiveServer:
     Config reloads go through gRPC `ModelService/HandleReloadConfigRequest` when `grpc_target`
     is set and `use_reload_rpc` is true; otherwise the server must poll its config file
     (--model_config_file_poll_wait_seconds) and every wait simply lasts until it has.
+    Every request carries the request id `ROLLOUT_REQUEST_ID`, so request logs tell it apart.
     """
 
     def __init__(
@@ -94,9 +99,9 @@ class LiveServer:
         self._reload_call: Any = None
         self._clients: dict[str, Any] = {}
         if grpc_target:
-            self._clients["grpc"] = ServingClient.grpc(grpc_target, timeout=timeout)
+            self._clients["grpc"] = ServingClient.grpc(grpc_target, timeout=timeout, metadata={"x-request-id": ROLLOUT_REQUEST_ID})
         if rest_url:
-            self._clients["rest"] = ServingClient.rest(rest_url, timeout=timeout)
+            self._clients["rest"] = ServingClient.rest(rest_url, timeout=timeout, headers={"X-Request-ID": ROLLOUT_REQUEST_ID})
         self._control = self._clients.get("grpc") or self._clients["rest"]
 
     def __repr__(self) -> str:

@@ -60,7 +60,7 @@ from tfstack.serving.rollout._state import (
     find_entry,
     pin_versions,
 )
-from tfstack.serving.rollout._watch import MetricsSource, WatchResult, WatchThresholds, judge_canary
+from tfstack.serving.rollout._watch import DriftCheck, MetricsSource, WatchResult, WatchThresholds, judge_canary
 
 if TYPE_CHECKING:
     from tfstack.client.wire import ModelConfig, ModelServerConfig
@@ -473,6 +473,7 @@ class Rollout:
         metrics: MetricsSource,
         *,
         thresholds: WatchThresholds | None = None,
+        drift: DriftCheck | None = None,
         duration: float = 300.0,
         interval: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -480,12 +481,16 @@ class Rollout:
     ) -> WatchResult:
         """Compare the canary's errors and p99 latency with stable's every `interval` seconds for
         `duration` seconds; roll the canary back at the first window that is worse beyond
-        `thresholds`. Also finalizes expired grace periods. Returns early after a rollback.
+        `thresholds`, or, with `drift`, whose logged inputs (since the step that made it the
+        canary) drifted from its version's data profile. Also finalizes expired grace periods.
+        Returns early after a rollback.
         """
         model_name = _check_name(model_name)
         thresholds = thresholds or WatchThresholds()
         if not isinstance(thresholds, WatchThresholds):
             raise TypeError(f"thresholds must be a WatchThresholds. Received: thresholds={type(thresholds).__name__}")
+        if drift is not None and not isinstance(drift, DriftCheck):
+            raise TypeError(f"drift must be a DriftCheck or None. Received: drift={type(drift).__name__}")
         for name, value in (("duration", duration), ("interval", interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0. Received: {name}={value!r}")
@@ -500,6 +505,9 @@ class Rollout:
                 snapshot = metrics.snapshot()
                 checks += 1
                 reason = judge_canary(snapshot.get(STABLE), snapshot.get(CANARY), thresholds)
+                if reason is None and drift is not None:
+                    path = self.repository.version_path(model_name, state.canary)
+                    reason = drift(model_name, state.canary, path, since=self.state_file.last_step_time(model_name))
                 if reason is not None:
                     logger.warning("%s: %s; rolling back canary %d", model_name, reason, state.canary)
                     state = self.rollback(model_name)

@@ -17,6 +17,7 @@ messages (`tfstack.client.wire`), in the same text format.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import json
 import os
@@ -161,9 +162,22 @@ class StateFile:
                 entry["history"] = (entry.get("history", []) + [{"time": _utc(time.time()), "event": event}])[-self.HISTORY:]
         atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
+    def last_step_time(self, model_name: str) -> float | None:
+        """When the last step of `model_name` started (epoch seconds, whole), None without history."""
+        history = self.history(model_name)
+        if not history:
+            return None
+        last = history[-1]
+        if len(history) > 1 and history[-2]["event"] == f"{last['event']} (started)":
+            last = history[-2]
+        return float(calendar.timegm(time.strptime(last["time"], _UTC_FORMAT)))
+
+
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 
 def _utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+    return time.strftime(_UTC_FORMAT, time.gmtime(seconds))
 
 
 # ================================================================================ config entries
@@ -186,6 +200,13 @@ def entry_policy(entry: ModelConfig) -> tuple[str, tuple[int, ...]]:
 
     kind, arg = version_policy(entry)
     return kind, tuple(arg)
+
+
+def request_log_prefix(entry: ModelConfig) -> str | None:
+    """The filename_prefix the server logs the model's requests under (`logging_config`), if any."""
+    if not entry.HasField("logging_config"):
+        return None
+    return entry.logging_config.log_collector_config.filename_prefix or None
 
 
 def pin_versions(entry: ModelConfig, versions: Sequence[int]) -> None:

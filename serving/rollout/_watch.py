@@ -4,19 +4,28 @@
 application traffic, or `ProbeMetrics`, which sends sample requests itself) and asks
 `judge_canary` after each window whether the canary is worse than stable beyond the
 `WatchThresholds`; the first window that is rolls the canary back (`WatchResult`).
+
+With a `DriftCheck` it also asks whether the inputs the canary received (the server's request
+logs, `logging_config`) still look like the data its version was trained on, with the
+thresholds and measures of `tfstack monitor` (`tfstack.export.drift_report`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tfstack.serving.rollout._control import ROLLOUT_REQUEST_ID
+from tfstack.serving.rollout._errors import RolloutError
 from tfstack.serving.rollout._state import CANARY, STABLE, ModelState
 
 if TYPE_CHECKING:
     from tfstack.client import LabelStats
+    from tfstack.export import DriftThresholds
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -119,3 +128,86 @@ class WatchResult:
     rolled_back: bool
     reason: str | None = None
     state: ModelState | None = None
+
+
+class DriftCheck:
+    """Do the inputs the canary received still look like its version's training data?
+
+    Each call reads the request logs (`logs`: the model's logging_config filename_prefix, a
+    directory or .tfrecord files), keeps the requests the canary version answered since `since`
+    (leaving out rollout's own: request id `ROLLOUT_REQUEST_ID`, the probes and the infra gate)
+    and, once they hold `min_rows` rows, compares them with the version's
+    `assets.extra/data_profile.json` under `thresholds`, exactly as `tfstack monitor` does.
+    Reading the logs imports TensorFlow (TFRecord files of PredictionLog).
+
+    Example:
+        >>> drift = DriftCheck("/var/log/tfstack/iris", export.read_drift_thresholds("drift.json"))
+        >>> rollout.watch("iris", ProbeMetrics(client, "iris", sample), drift=drift)
+    """
+
+    def __init__(
+        self,
+        logs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        thresholds: DriftThresholds | None = None,
+        *,
+        min_rows: int = 100,
+    ) -> None:
+        from tfstack import export
+
+        targets = [logs] if isinstance(logs, (str, os.PathLike)) else list(logs)
+        if not targets or not all(isinstance(t, (str, os.PathLike)) and str(t) for t in targets):
+            raise ValueError(f"logs must be a path or a non-empty list of paths. Received: logs={logs!r}")
+        if thresholds is not None and not isinstance(thresholds, export.DriftThresholds):
+            raise TypeError(f"thresholds must be an export.DriftThresholds. Received: thresholds={type(thresholds).__name__}")
+        if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+            raise ValueError(f"min_rows must be an int >= 1. Received: min_rows={min_rows!r}")
+        self.logs = [str(t) for t in targets]
+        self.thresholds = thresholds or export.DriftThresholds()
+        self.min_rows = min_rows
+        self.last_report: dict[str, Any] | None = None  # the latest drift report (JSON-able), for callers
+
+    def __repr__(self) -> str:
+        return f"DriftCheck({self.logs!r}, min_rows={self.min_rows})"
+
+    def __call__(self, model_name: str, version: int, version_dir: Path, *, since: float | None = None) -> str | None:
+        """Why the canary's logged inputs count as drifted (one line naming the feature and the
+        measure), or None: not drifted, or fewer than `min_rows` rows logged yet.
+
+        Raises:
+            RolloutError: the version has no data profile, or the logs are damaged or hold no
+                request with the profile's inputs.
+        """
+        from tfstack import export
+
+        profile = export.read_profile(version_dir)
+        if profile is None:
+            raise RolloutError(
+                f"Version {version} of {model_name!r} has no data profile ({version_dir}/assets.extra/data_profile.json) "
+                "to compare its logged requests with; publish it with `tfstack train` or `tfstack export --sample`."
+            )
+        try:
+            records = export.read_prediction_logs(self.logs, model_name=model_name)
+        except ValueError as exc:
+            # The server creates its first log file with the first logged request.
+            if "no log files found" in str(exc):
+                return None
+            raise RolloutError(f"Cannot read the request logs {self.logs}: {exc}") from exc
+        canary = [
+            r for r in records
+            if r.version == version and r.request_id != ROLLOUT_REQUEST_ID and (since is None or r.timestamp >= since)
+        ]
+        if not canary:
+            return None
+        try:
+            report = export.drift_report(canary, profile, model_name=model_name, version=version, thresholds=self.thresholds)
+        except ValueError as exc:
+            raise RolloutError(str(exc)) from exc
+        self.last_report = report
+        if report["rows"] < self.min_rows or not report["drifted"]:
+            return None
+        alerts = report["alerts"]
+        more = f" (and {len(alerts) - 1} more)" if len(alerts) > 1 else ""
+        return (
+            f"canary inputs drifted from version {version}'s data profile: {alerts[0]}{more}, "
+            f"over {report['rows']} logged rows"
+        )
