@@ -80,8 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-    from tfstack.serving.rollout._fleet import Fleet
-    from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy
+    from tfstack.serving.rollout import Fleet, LiveServer, Rollout, RolloutPolicy
     from tests.support.server import launch
 
     with tempfile.TemporaryDirectory() as tmp:

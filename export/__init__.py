@@ -34,6 +34,7 @@ from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
 from tfstack.export._compat import SignatureComparison, compare_signatures, serving_signature
 from tfstack.export._external import export_model
 from tfstack.export._manifest import key_metric, read_signature_summary
+from tfstack.export._monitor import DriftThresholds, drift_report, read_drift_thresholds
 from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
 from tfstack.export._profile import build_profile, read_profile
 from tfstack.export._repository import ModelRepository, atomic_write_text, publish, version_directories
@@ -42,6 +43,7 @@ from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion, chec
 __all__ = [
     "CheckReport",
     "CorruptVersionError",
+    "DriftThresholds",
     "ExportError",
     "ExportSpec",
     "LoggedRequest",
@@ -60,15 +62,17 @@ __all__ = [
     "check_model_name",
     "check_saved_model",
     "compare_signatures",
-    "serving_signature",
+    "drift_report",
     "export_model",
     "file_fingerprint",
     "key_metric",
     "log_range",
     "publish",
+    "read_drift_thresholds",
     "read_prediction_logs",
     "read_profile",
     "read_signature_summary",
     "request_inputs",
+    "serving_signature",
     "version_directories",
 ]

@@ -396,10 +396,10 @@ def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None,
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfstack.export._monitor import Thresholds, read_thresholds
+    from tfstack.export._monitor import DriftThresholds, read_drift_thresholds
 
     try:
-        thresholds = read_thresholds(thresholds_file) if thresholds_file else Thresholds()
+        thresholds = read_drift_thresholds(thresholds_file) if thresholds_file else DriftThresholds()
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--thresholds") from exc
     seconds = _duration_seconds(window) if window is not None else None
@@ -439,7 +439,7 @@ def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str,
                   thresholds: Any, skew_version: int | None, window_seconds: float | None = None) -> dict[str, Any]:
     from collections import Counter
 
-    from tfstack.export._monitor import monitor, version_skew
+    from tfstack.export._monitor import drift_report, version_skew
     from tfstack.export._prediction_logs import read_prediction_logs
     from tfstack.export._profile import read_profile
 
@@ -474,7 +474,7 @@ def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str,
         skew = None
         if skew_version is not None:
             skew = version_skew(records, profile, path, repo.version_path(model_name, skew_version), other_version=skew_version)
-        return monitor(records, profile, model_name=model_name, version=version, thresholds=thresholds, skew=skew)
+        return drift_report(records, profile, model_name=model_name, version=version, thresholds=thresholds, skew=skew)
 
 
 def _print_monitor(report: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ _EPSILON = 1e-4
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Thresholds:
+class DriftThresholds:
     """When a feature, the predictions or the skew count as drifted (crossing = strictly above).
 
     Defaults follow common practice: PSI above 0.2 is a significant shift; a Jensen-Shannon
@@ -82,8 +82,8 @@ _LIMITS = ("psi", "js_distance", "out_of_range_rate", "unknown_rate", "missing_r
 _FEATURE_LIMITS = ("psi", "js_distance", "out_of_range_rate", "unknown_rate", "missing_rate")
 
 
-def read_thresholds(path: str | os.PathLike[str]) -> Thresholds:
-    """Thresholds from a JSON file, e.g. `{"psi": 0.25, "features": {"pixels": {"psi": 0.3}}}`.
+def read_drift_thresholds(path: str | os.PathLike[str]) -> DriftThresholds:
+    """The drift thresholds in a JSON file (`tfstack monitor --thresholds`), e.g. `{"psi": 0.25, "features": {"pixels": {"psi": 0.3}}}`.
 
     Raises:
         ValueError: unreadable JSON, unknown keys or bad values (the message names them).
@@ -97,7 +97,7 @@ def read_thresholds(path: str | os.PathLike[str]) -> Thresholds:
     unknown = sorted(set(data) - set(_LIMITS) - {"features"})
     if unknown:
         raise ValueError(f"{path} has unknown thresholds {unknown}; expected some of {[*_LIMITS, 'features']}")
-    return Thresholds(**data)
+    return DriftThresholds(**data)
 
 
 # ---------------------------------------------------------------------------- distances
@@ -189,7 +189,7 @@ def _bin_labels(edges: np.ndarray) -> list[str]:
     return [f"{edges[i]:.3g}..{edges[i + 1]:.3g}" for i in range(len(edges) - 1)]
 
 
-def _judge(name: str, drift: dict[str, Any], thresholds: Thresholds) -> list[str]:
+def _judge(name: str, drift: dict[str, Any], thresholds: DriftThresholds) -> list[str]:
     reasons = []
     for key in ("psi", "js_distance", "out_of_range_rate", "unknown_rate"):
         value = drift.get(key)
@@ -206,13 +206,13 @@ def _judge(name: str, drift: dict[str, Any], thresholds: Thresholds) -> list[str
 # ---------------------------------------------------------------------------- the report
 
 
-def monitor(
+def drift_report(
     logs: Sequence[LoggedRequest],
     profile: Mapping[str, Any],
     *,
     model_name: str,
     version: int,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: DriftThresholds = DriftThresholds(),
     skew: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The drift report (JSON-able) of `logs` against `profile`; `report["drifted"]` is the verdict.
@@ -260,7 +260,7 @@ def monitor(
     }
 
 
-def _prediction_drift(logs: Sequence[LoggedRequest], profile: Mapping[str, Any], thresholds: Thresholds) -> dict[str, Any] | None:
+def _prediction_drift(logs: Sequence[LoggedRequest], profile: Mapping[str, Any], thresholds: DriftThresholds) -> dict[str, Any] | None:
     baseline = profile.get("predictions")
     task = profile.get("task", "classification")
     if not baseline:

@@ -23,7 +23,7 @@ _EXPORTS = {
     "FlagError": "tfstack.serving.server._flags",
     "HarnessError": "tfstack.serving.testing._harness",
     "InferenceTask": "tfstack.serving.server._inference",
-    "LiveServer": "tfstack.serving.rollout._rollout",
+    "LiveServer": "tfstack.serving.rollout._control",
     "ManagerOptions": "tfstack.serving.server._manager",
     "ModelManager": "tfstack.serving.server._manager",
     "MonitoringConfig": "tfstack.serving.server._monitoring",
@@ -41,7 +41,7 @@ _EXPORTS = {
     "State": "tfstack.serving.server._core",
     "StatusError": "tfstack.serving._errors",
     "VersionStatus": "tfstack.serving.server._core",
-    "WatchThresholds": "tfstack.serving.rollout._rollout",
+    "WatchThresholds": "tfstack.serving.rollout._watch",
     "load_servable": "tfstack.serving.server._servable",
     "parse_batching_parameters": "tfstack.serving.server._batching",
     "parse_flags": "tfstack.serving.server._flags",
@@ -56,7 +56,9 @@ _EXPORTS = {
 
 if _typing.TYPE_CHECKING:
     from tfstack.serving._errors import Code, RolloutError, ServerError, StatusError
-    from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
+    from tfstack.serving.rollout._control import LiveServer
+    from tfstack.serving.rollout._rollout import Rollout, RolloutPolicy
+    from tfstack.serving.rollout._watch import WatchThresholds
     from tfstack.serving.server._batching import BatchScheduler, BatchingParameters, parse_batching_parameters, read_batching_parameters
     from tfstack.serving.server._core import ServerCore, State, VersionStatus
     from tfstack.serving.server._flags import FlagError, ServerOptions, parse_flags

@@ -1,4 +1,4 @@
-"""`tfstack rollout ...`: the command line of `tfstack.serving.rollout._rollout.Rollout`.
+"""`tfstack rollout ...`: the command line of `tfstack.serving.rollout.Rollout`.
 
 Every command works on one models.config (--config) and one model repository (--base-path);
 the server is reached with --grpc (reloads by HandleReloadConfigRequest) and/or --rest (then
@@ -76,7 +76,8 @@ def rollout(ctx: click.Context, config_file, base_path, grpc_targets, rest_urls,
 
 
 def _rollout(ctx: click.Context, *, need_server: bool, **policy: Any):
-    from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy
+    from tfstack.serving.rollout._control import LiveServer
+    from tfstack.serving.rollout._rollout import Rollout, RolloutPolicy
 
     obj = ctx.obj
     if not obj["config_file"]:
@@ -268,17 +269,31 @@ def retire(ctx: click.Context, model_name: str, keep: int, dry_run: bool) -> Non
 @click.option("--max-error-rate-increase", type=float, default=0.01, show_default=True)
 @click.option("--max-p99-ratio", type=float, default=1.5, show_default=True)
 @click.option("--min-p99-increase-ms", type=float, default=5.0, show_default=True)
+@click.option("--drift-thresholds", "drift_thresholds_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Also roll back when the canary's logged inputs drift from its version's data profile: the JSON "
+                   "thresholds file of `tfstack monitor --thresholds` ({} for its defaults).")
+@click.option("--logs", "log_targets", multiple=True, metavar="PATH",
+              help="With --drift-thresholds: the server's request logs (a filename_prefix, a directory or .tfrecord "
+                   "files; repeatable). [default: the model's logging_config filename_prefix in --config]")
+@click.option("--drift-min-rows", type=click.IntRange(min=1), default=100, show_default=True,
+              help="With --drift-thresholds: logged canary rows needed before drift is judged.")
 @click.pass_context
-def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_increase, max_p99_ratio, min_p99_increase_ms) -> None:
-    """Roll the canary back when its errors or p99 latency are worse than stable's."""
+def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_increase, max_p99_ratio, min_p99_increase_ms,
+          drift_thresholds_file, log_targets, drift_min_rows) -> None:
+    """Roll the canary back when its errors or p99 latency are worse than stable's (or its inputs drift)."""
     from tfstack.serving.rollout._gates import read_sample_request, sample_arrays
-    from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds
+    from tfstack.serving.rollout._watch import ProbeMetrics, WatchThresholds
 
+    min_rows_given = ctx.get_parameter_source("drift_min_rows") is not click.core.ParameterSource.DEFAULT
+    if drift_thresholds_file is None and (log_targets or min_rows_given):
+        raise click.UsageError("--logs and --drift-min-rows need --drift-thresholds FILE (the drift check's thresholds).")
     with _errors():
         runner = _rollout(ctx, need_server=True)
         state = runner.state(model_name)
         if state is None:
             raise click.ClickException(f"{model_name} is not managed by rollout yet (run `tfstack rollout init {model_name}`).")
+        drift = None if drift_thresholds_file is None else _drift_check(runner, model_name, drift_thresholds_file,
+                                                                          log_targets, drift_min_rows)
         probe_version = state.canary if state.canary is not None else state.stable
         path = runner.repository.version_path(model_name, probe_version)
         signature_name, raw = read_sample_request(path)
@@ -290,8 +305,39 @@ def watch(ctx, model_name, duration, interval, probe_requests, max_error_rate_in
             max_error_rate_increase=max_error_rate_increase, max_p99_ratio=max_p99_ratio,
             min_p99_increase_ms=min_p99_increase_ms, min_requests=min(probe_requests, 20),
         )
-        result = runner.watch(model_name, metrics, thresholds=thresholds, duration=duration, interval=interval)
+        result = runner.watch(model_name, metrics, thresholds=thresholds, drift=drift, duration=duration, interval=interval)
     if result.rolled_back:
         click.echo(f"Rolled back: {result.reason}")
         sys.exit(3)
     click.echo(f"Canary healthy after {result.checks} checks.")
+    if drift is not None:
+        report = drift.last_report
+        if report is None:
+            click.echo(f"Drift not judged: no request the canary answered was found in {', '.join(drift.logs)}.")
+        elif report["rows"] < drift.min_rows:
+            click.echo(f"Drift not judged: {report['rows']} logged canary rows, fewer than --drift-min-rows {drift.min_rows}.")
+        else:
+            click.echo(f"No drift in {report['rows']} logged canary rows against version {report['version']}'s data profile.")
+
+
+def _drift_check(runner: Any, model_name: str, thresholds_file: str, log_targets: tuple[str, ...], min_rows: int) -> Any:
+    """The watch's DriftCheck: thresholds as `tfstack monitor --thresholds`, logs from --logs or logging_config."""
+    from tfstack import export
+    from tfstack.serving.rollout._state import find_entry, request_log_prefix
+    from tfstack.serving.rollout._watch import DriftCheck
+
+    try:
+        thresholds = export.read_drift_thresholds(thresholds_file)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--drift-thresholds") from exc
+    logs: list[str] = list(log_targets)
+    if not logs:
+        entry = find_entry(runner.config.read(), model_name)
+        prefix = request_log_prefix(entry) if entry is not None else None
+        if prefix is None:
+            raise click.UsageError(
+                f"Model {model_name!r} has no logging_config in {runner.config.path}, so there are no request logs "
+                "to check for drift: give --logs PATH, or add logging_config to its entry."
+            )
+        logs = [prefix]
+    return DriftCheck(logs, thresholds, min_rows=min_rows)

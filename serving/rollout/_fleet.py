@@ -1,7 +1,7 @@
 """A fleet of TF-Serving-compatible replicas driven as one rollout target.
 
 Replicas share one models.config (a volume or ConfigMap on Kubernetes, one file on one host).
-`Fleet` is a `ServerControl` (see tfstack.serving.rollout._rollout): each reload goes to every replica, and
+`Fleet` is a `ServerControl` (see `_control`): each reload goes to every replica, and
 each wait returns only when every replica agrees, so a rollout phase is over only when the
 whole fleet is in it. The replicas are handled in parallel, each with the full deadline.
 
@@ -30,8 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from tfstack.serving._errors import RolloutError
-from tfstack.serving.rollout._rollout import ReplicaError, ReplicaStatus, ServerControl
+from tfstack.serving.rollout._control import ReplicaStatus, ServerControl
+from tfstack.serving.rollout._errors import ReplicaError, RolloutError
 
 logger = logging.getLogger("tfstack.rollout")
 

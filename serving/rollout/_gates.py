@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from tfstack.serving._errors import RolloutError
+from tfstack.serving.rollout._errors import GateError, RolloutError
 
+# The gates a rollout runs, in order; RolloutPolicy.skip_gates names some of them.
+GATES = ("signature", "quality", "infra")
 SAMPLE_REQUEST_FILE = "sample_request.json"
 # metric name -> True when higher is better. The first one present in both manifests is used.
 METRIC_DIRECTIONS: dict[str, bool] = {
@@ -38,14 +40,6 @@ METRIC_DIRECTIONS: dict[str, bool] = {
     "mae": False,
     "loss": False,
 }
-
-
-class GateError(RolloutError):
-    """A candidate failed a gate; the message lists every failed check. Nothing was changed."""
-
-    def __init__(self, message: str, results: Sequence[GateResult] = ()) -> None:
-        super().__init__(message)
-        self.results = tuple(results)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,55 +1,45 @@
 """Roll out model versions on a model repository plus a models.config file, safely and under load.
 
-The state of a rollout lives in a small JSON file beside the config (`<config>.rollout.json`):
-per model, the `stable` version, the `canary` version (or none), the `previous` stable (for
-rollback) and until when it stays loaded (the grace period). The config entry is *derived*
-from that state:
-
-- `model_version_policy { specific { versions: ... } }` = stable, canary, and previous while
-  its grace period lasts;
-- `version_labels` = `stable` -> stable and `canary` -> canary (-> stable when there is no canary,
-  so clients that split traffic by label never hit an unknown label).
-
-Every step (canary, promote, rollback, finalize) first records the new state, then moves the
-server to it with TF Serving's rules (spec §4.5, "labels only on AVAILABLE versions"):
+`Rollout` runs the steps (init, canary, promote, rollback, finalize, retire, watch). Each step
+first records the new `ModelState` in `<config>.rollout.json` (see `_state`: the config entry is
+derived from it), then moves the server to it with TF Serving's rules (spec §4.5, "labels only
+on AVAILABLE versions"):
 
 1. load: the union of old and new versions, labels unchanged; reload; wait until the new
    versions are AVAILABLE (through the client);
 2. labels: move the labels; reload; wait until each label resolves to its version;
 3. unload: drop versions no longer wanted; reload.
 
-Each phase writes the file atomically (temp + fsync + rename, the old file kept as `.bak`)
-under a file lock, then asks the server to reload it with `ModelService/HandleReloadConfigRequest`
-(when a gRPC address is known) and otherwise waits for the server's config polling to pick it
-up; both work on real TF Serving. A phase whose file is already right writes nothing, so a
-step re-run after a crash just finishes the work; a step that fails restores the previous
-state (and config).
+Each phase writes the file atomically under a file lock, then asks the server to reload it
+(`ServerControl.reload`: the reload RPC when a gRPC address is known, otherwise the server's
+config polling; both work on real TF Serving). A phase whose file is already right writes
+nothing, so a step re-run after a crash just finishes the work; a step that fails restores the
+previous state (and config).
 
-The server may be a fleet of replicas sharing the config file (`tfstack.serving.rollout._fleet.Fleet`): every
-reload goes to each replica and every wait holds until each replica agrees, so a phase ends
-only when the whole fleet is in it; a replica that fails makes the step restore the previous
-state on the others.
+The server may be a fleet of replicas sharing the config file (`tfstack.serving.rollout.Fleet`):
+every reload goes to each replica and every wait holds until each replica agrees, so a phase
+ends only when the whole fleet is in it; a replica that fails makes the step restore the
+previous state on the others.
 
-No step imports TensorFlow: the config and the reload request are tfstack's own copies of TF
-Serving's messages (client/_proto, the same text and wire format). Only the canary's infra
-gate does, to run the candidate in-process.
+No step imports TensorFlow (the config and the reload request are tfstack's own copies of TF
+Serving's messages). Only the canary's infra gate does, to run the candidate in-process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from tfstack.export import atomic_write_text  # the one atomic-write path (temp, fsync, rename)
-from tfstack.serving._errors import RolloutError
+from tfstack.serving.rollout._control import ReplicaStatus, ServerControl
+from tfstack.serving.rollout._errors import ConfigLockError, ReplicaError, RolloutError
 from tfstack.serving.rollout._gates import (
+    GATES,
     GateResult,
     QualityPolicy,
     check_infra,
@@ -57,34 +47,27 @@ from tfstack.serving.rollout._gates import (
     check_signatures,
     raise_on_failure,
 )
+from tfstack.serving.rollout._publish import publish_saved_model
+from tfstack.serving.rollout._state import (
+    CANARY,
+    STABLE,
+    STATE_SUFFIX,
+    ConfigFile,
+    ModelState,
+    StateFile,
+    check_version,
+    entry_policy,
+    find_entry,
+    pin_versions,
+)
+from tfstack.serving.rollout._watch import DriftCheck, MetricsSource, WatchResult, WatchThresholds, judge_canary
 
 if TYPE_CHECKING:
-    from tfstack.client import LabelStats
     from tfstack.client.wire import ModelConfig, ModelServerConfig
 
 logger = logging.getLogger("tfstack.rollout")
 
-STABLE = "stable"
-CANARY = "canary"
-STATE_SUFFIX = ".rollout.json"
 LOCK_SUFFIX = ".lock"
-BACKUP_SUFFIX = ".bak"
-STATE_FORMAT = 1
-GATES = ("signature", "quality", "infra")
-# TF Serving's model management RPC, called by path like the client's other methods.
-RELOAD_CONFIG = "/tensorflow.serving.ModelService/HandleReloadConfigRequest"
-
-
-class ConfigLockError(RolloutError):
-    """Another rollout step holds the config lock."""
-
-
-class ReplicaError(RolloutError):
-    """One or more replicas of a fleet failed a phase; `replicas` names them."""
-
-    def __init__(self, message: str, replicas: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.replicas = tuple(replicas)
 
 
 # ================================================================================ settings
@@ -124,350 +107,6 @@ class RolloutPolicy:
             raise ValueError(f"skip_gates must name gates among {list(GATES)}. Received: skip_gates={self.skip_gates!r}")
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ModelState:
-    """The rollout state of one model; `desired()` says what the config must contain."""
-
-    stable: int
-    canary: int | None = None
-    previous: int | None = None
-    previous_until: float | None = None  # epoch seconds; previous stays loaded until then
-    pending: str | None = None  # the step that was running; set until its config is in force
-
-    def previous_loaded(self, now: float) -> bool:
-        return self.previous is not None and self.previous_until is not None and now < self.previous_until
-
-    def desired(self, now: float) -> tuple[tuple[int, ...], dict[str, int]]:
-        """(versions to load, labels) the config entry must hold."""
-        versions = {self.stable}
-        if self.canary is not None:
-            versions.add(self.canary)
-        if self.previous_loaded(now):
-            versions.add(self.previous)  # type: ignore[arg-type]
-        labels = {STABLE: self.stable, CANARY: self.canary if self.canary is not None else self.stable}
-        return tuple(sorted(versions)), labels
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, value: Mapping[str, Any]) -> ModelState:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in value.items() if k in fields})
-
-
-# ================================================================================ server control
-
-
-class ServerControl(Protocol):
-    """What rollout needs from a server. `LiveServer` talks to a real one; tests pass fakes."""
-
-    def reload(self, config: ModelServerConfig) -> None:
-        """Make the server use `config` now (or do nothing and rely on config polling)."""
-
-    def wait_available(self, model_name: str, version: int, timeout: float) -> None:
-        """Return when the version is AVAILABLE; raise RolloutError if it failed or timed out."""
-
-    def wait_label(self, model_name: str, label: str, version: int, timeout: float) -> None:
-        """Return when requests for `label` reach `version`; raise RolloutError on timeout."""
-
-    def wait_unloaded(self, model_name: str, version: int, timeout: float) -> bool:
-        """Return True once the version is no longer AVAILABLE, False on timeout."""
-
-    def version_states(self, model_name: str) -> dict[int, str]:
-        """Version -> state name as the server reports it ({} if the model is unknown)."""
-
-    def predictors(self, model_name: str, version: int) -> dict[str, Callable[[str, dict], Mapping[str, Any]]]:
-        """Protocol name -> predict(signature_name, inputs) bound to one version (infra gate)."""
-
-    # Optional, used when present: `names` (the replicas, for messages), `restoring()` (a context
-    # in which a failed step is undone; see tfstack.serving.rollout._fleet.Fleet), `replica_status(model_name,
-    # labels)` (one ReplicaStatus per replica, for `status`) and `control_clients` (probes).
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ReplicaStatus:
-    """What one replica reports for a model: version states, where the labels lead, or why it did not answer."""
-
-    name: str
-    states: dict[int, str] = dataclasses.field(default_factory=dict)
-    labels: dict[str, int | None] = dataclasses.field(default_factory=dict)  # None: does not resolve
-    error: str | None = None
-    differences: tuple[str, ...] = ()  # how it differs from the config (filled by Rollout.status)
-
-
-class LiveServer:
-    """A TF-Serving-compatible server reached over gRPC and/or REST (tfstack's client).
-
-    Config reloads go through gRPC `ModelService/HandleReloadConfigRequest` when `grpc_target`
-    is set and `use_reload_rpc` is true; otherwise the server must poll its config file
-    (--model_config_file_poll_wait_seconds) and every wait simply lasts until it has.
-    """
-
-    def __init__(
-        self,
-        *,
-        grpc_target: str | None = None,
-        rest_url: str | None = None,
-        use_reload_rpc: bool = True,
-        timeout: float = 30.0,
-        reload_timeout: float | None = None,
-    ) -> None:
-        if not grpc_target and not rest_url:
-            raise ValueError("LiveServer needs grpc_target and/or rest_url. Received: neither")
-        from tfstack.client import ServingClient
-
-        self.grpc_target = grpc_target
-        self.rest_url = rest_url
-        self.use_reload_rpc = use_reload_rpc and bool(grpc_target)
-        self.timeout = timeout
-        # TF Serving answers a reload once the new models are loaded, which can take a while.
-        self.reload_timeout = max(timeout, 300.0) if reload_timeout is None else reload_timeout
-        self._reload_channel: Any = None
-        self._reload_call: Any = None
-        self._clients: dict[str, Any] = {}
-        if grpc_target:
-            self._clients["grpc"] = ServingClient.grpc(grpc_target, timeout=timeout)
-        if rest_url:
-            self._clients["rest"] = ServingClient.rest(rest_url, timeout=timeout)
-        self._control = self._clients.get("grpc") or self._clients["rest"]
-
-    def __repr__(self) -> str:
-        return f"LiveServer(grpc_target={self.grpc_target!r}, rest_url={self.rest_url!r})"
-
-    @property
-    def name(self) -> str:
-        """How messages name this server: its gRPC target, else its REST URL."""
-        return self.grpc_target or self.rest_url or "?"
-
-    @property
-    def client(self) -> Any:
-        """The ServingClient used for status and waits (gRPC if given, else REST)."""
-        return self._control
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name,)
-
-    @property
-    def control_clients(self) -> tuple[Any, ...]:
-        """The client per replica that status, waits and probes use: here just `client`."""
-        return (self._control,)
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        if self._reload_channel is not None:
-            self._reload_channel.close()
-            self._reload_channel = self._reload_call = None
-
-    def reload(self, config: ModelServerConfig) -> None:
-        if not self.use_reload_rpc:
-            return
-        import grpc
-
-        from tfstack.client import wire
-
-        request = wire.ReloadConfigRequest()
-        # The same bytes whether `config` is tfstack's message or tensorflow_serving's.
-        request.config.ParseFromString(config.SerializeToString())
-        if self._reload_call is None:
-            self._reload_channel = grpc.insecure_channel(self.grpc_target)
-            self._reload_call = self._reload_channel.unary_unary(
-                RELOAD_CONFIG,
-                request_serializer=wire.ReloadConfigRequest.SerializeToString,
-                response_deserializer=wire.ReloadConfigResponse.FromString,
-            )
-        try:
-            response = self._reload_call(request, timeout=self.reload_timeout)
-        except grpc.RpcError as exc:
-            code = exc.code()
-            verb = "did not answer" if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) else "rejected"
-            hint = ""
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                hint = (" (this server does not take reloads over gRPC: use --no-reload-rpc and let it poll the file"
-                        " with --model_config_file_poll_wait_seconds)")
-            raise RolloutError(
-                f"The server at {self.grpc_target} {verb} the config reload: {code.name}: {exc.details()}{hint}"
-            ) from exc
-        if response.status.error_code:
-            try:
-                code = wire.Code.Name(response.status.error_code)
-            except ValueError:
-                code = f"code {response.status.error_code}"
-            raise RolloutError(
-                f"The server at {self.grpc_target} rejected the config reload: {code}: {response.status.error_message}"
-            )
-
-    def wait_available(self, model_name: str, version: int, timeout: float) -> None:
-        from tfstack.client import ServingError
-
-        try:
-            self._control.wait_until_available(model_name, version=version, timeout=timeout)
-        except ServingError as exc:
-            raise RolloutError(f"Version {version} of model {model_name!r} did not become AVAILABLE: {exc}") from exc
-
-    def wait_label(self, model_name: str, label: str, version: int, timeout: float) -> None:
-        from tfstack.client import ServingError
-
-        deadline = time.monotonic() + timeout
-        seen: object = "nothing yet"
-        # Every front end resolves labels on its own; a label is moved once both agree.
-        for protocol, client in self._clients.items():
-            while True:
-                try:
-                    seen = client.get_model_metadata(model_name, version_label=label).version
-                    if seen == version:
-                        break
-                except ServingError as exc:
-                    seen = exc
-                if time.monotonic() >= deadline:
-                    raise RolloutError(
-                        f"Label {label!r} of model {model_name!r} did not reach version {version} over {protocol} "
-                        f"within {timeout:g}s; last seen: {seen}"
-                    )
-                time.sleep(0.05)
-
-    def wait_unloaded(self, model_name: str, version: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.version_states(model_name).get(version) != "AVAILABLE":
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
-
-    def version_states(self, model_name: str) -> dict[int, str]:
-        from tfstack.client import ServingError
-
-        try:
-            status = self._control.get_model_status(model_name)
-        except ServingError:
-            return {}
-        return {v.version: v.state for v in status.versions}
-
-    def replica_status(self, model_name: str, labels: Sequence[str]) -> list[ReplicaStatus]:
-        """This server's version states and where each of `labels` leads (one line of `status`)."""
-        from tfstack.client import ServingError
-
-        try:
-            status = self._control.get_model_status(model_name)
-        except ServingError as exc:
-            return [ReplicaStatus(name=self.name, error=str(exc))]
-        resolved: dict[str, int | None] = {}
-        for label in labels:
-            try:
-                resolved[label] = self._control.get_model_metadata(model_name, version_label=label).version
-            except ServingError:
-                resolved[label] = None
-        return [ReplicaStatus(name=self.name, states={v.version: v.state for v in status.versions}, labels=resolved)]
-
-    def predictors(self, model_name: str, version: int) -> dict[str, Callable[[str, dict], Mapping[str, Any]]]:
-        def bind(client: Any) -> Callable[[str, dict], Mapping[str, Any]]:
-            return lambda signature_name, inputs: client.predict(
-                model_name, inputs, version=version, signature_name=signature_name
-            )
-
-        return {protocol: bind(client) for protocol, client in self._clients.items()}
-
-
-# ================================================================================ files
-
-class ConfigFile:
-    """A text-format ModelServerConfig on disk, written atomically with a `.bak` of the last version."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        if not isinstance(path, (str, os.PathLike)) or str(path) == "":
-            raise ValueError(f"config_file must be a non-empty path. Received: config_file={path!r}")
-        self.path = Path(path).absolute()
-
-    @property
-    def backup_path(self) -> Path:
-        return self.path.with_name(self.path.name + BACKUP_SUFFIX)
-
-    def read(self) -> ModelServerConfig:
-        """The config; an empty model_config_list if the file does not exist yet."""
-        from google.protobuf import text_format
-
-        from tfstack.client import wire
-
-        config = wire.ModelServerConfig()
-        if not self.path.exists():
-            config.model_config_list.SetInParent()
-            return config
-        try:
-            text_format.Parse(self.path.read_text(encoding="utf-8"), config)
-        except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
-            raise RolloutError(
-                f"Cannot read the model config {self.path}: {exc} (expected a text-format ModelServerConfig)"
-            ) from exc
-        if config.WhichOneof("config") == "custom_model_config":
-            raise RolloutError(f"{self.path} holds a custom_model_config; rollout needs a model_config_list.")
-        config.model_config_list.SetInParent()
-        return config
-
-    @staticmethod
-    def render(config: ModelServerConfig) -> str:
-        from google.protobuf import text_format
-
-        return text_format.MessageToString(config)
-
-    def write(self, config: ModelServerConfig) -> bool:
-        """Write `config` if it differs from the file; keep the old file as `.bak`. Returns whether it wrote."""
-        text = self.render(config)
-        old = self.path.read_text(encoding="utf-8") if self.path.exists() else None
-        if old == text:
-            return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if old is not None:
-            atomic_write_text(self.backup_path, old)
-        atomic_write_text(self.path, text)
-        return True
-
-
-class StateFile:
-    """`<config>.rollout.json`: per-model ModelState plus a short history of steps."""
-
-    HISTORY = 50
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def _load(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {"format": STATE_FORMAT, "models": {}}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RolloutError(f"Cannot read the rollout state {self.path}: {exc}") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-            raise RolloutError(f"{self.path} is not a rollout state file (expected {{'models': {{...}}}}).")
-        return data
-
-    def get(self, model_name: str) -> ModelState | None:
-        entry = self._load()["models"].get(model_name)
-        return None if entry is None else ModelState.from_json(entry["state"])
-
-    def history(self, model_name: str) -> list[dict[str, Any]]:
-        entry = self._load()["models"].get(model_name)
-        return [] if entry is None else list(entry.get("history", []))
-
-    def put(self, model_name: str, state: ModelState | None, *, event: str | None = None) -> None:
-        data = self._load()
-        models = data["models"]
-        if state is None:
-            models.pop(model_name, None)
-        else:
-            entry = models.setdefault(model_name, {"history": []})
-            entry["state"] = state.to_json()
-            if event:
-                entry["history"] = (entry.get("history", []) + [{"time": _utc(time.time()), "event": event}])[-self.HISTORY:]
-        atomic_write_text(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _utc(seconds: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
 
 # ================================================================================ status
 
@@ -495,111 +134,6 @@ class RolloutStatus:
     config_labels: dict[str, int]
     history: tuple[dict[str, Any], ...] = ()
     replicas: tuple[ReplicaStatus, ...] = ()  # one per server replica, when a server is given
-
-
-# ================================================================================ watch
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class WatchThresholds:
-    """When `watch` rolls a canary back.
-
-    Attributes:
-        max_error_rate_increase: canary error rate minus stable's, above which it rolls back (0.01 = 1 point).
-        max_p99_ratio: canary p99 over stable p99 above which it rolls back...
-        min_p99_increase_ms: ...and only if the p99 difference is also above this (noise floor).
-        min_requests: canary requests needed in a window before judging it.
-    """
-
-    max_error_rate_increase: float = 0.01
-    max_p99_ratio: float = 1.5
-    min_p99_increase_ms: float = 5.0
-    min_requests: int = 20
-
-    def __post_init__(self) -> None:
-        for name in ("max_error_rate_increase", "max_p99_ratio", "min_p99_increase_ms", "min_requests"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
-
-
-class MetricsSource(Protocol):
-    """Per-label request statistics for the latest window (e.g. `tfstack.client._traffic.TrafficStats`)."""
-
-    def snapshot(self) -> Mapping[str, LabelStats]: ...
-
-
-def judge_canary(stable: Any, canary: Any, thresholds: WatchThresholds) -> str | None:
-    """Why the canary is worse than stable beyond the thresholds, or None if it is not (or too few requests)."""
-    if canary is None or canary.requests < thresholds.min_requests:
-        return None
-    stable_errors = stable.error_rate if stable is not None and stable.requests else 0.0
-    if canary.error_rate - stable_errors > thresholds.max_error_rate_increase:
-        return (
-            f"canary error rate {canary.error_rate:.2%} ({canary.errors}/{canary.requests}) exceeds stable's "
-            f"{stable_errors:.2%} by more than {thresholds.max_error_rate_increase:.2%}"
-        )
-    if stable is not None and stable.requests and stable.p99_ms is not None and canary.p99_ms is not None:
-        if (
-            canary.p99_ms > stable.p99_ms * thresholds.max_p99_ratio
-            and canary.p99_ms - stable.p99_ms > thresholds.min_p99_increase_ms
-        ):
-            return (
-                f"canary p99 latency {canary.p99_ms:.1f} ms exceeds stable's {stable.p99_ms:.1f} ms "
-                f"by more than x{thresholds.max_p99_ratio:g}"
-            )
-    return None
-
-
-class ProbeMetrics:
-    """A MetricsSource that measures by itself: each `snapshot()` sends `requests` sample
-    predictions to each label through `client` (or through each of several clients, one per
-    replica of a fleet) and returns that window's TrafficStats, summed over them.
-
-    Useful when no application traffic reports per-label statistics; the probe sees errors
-    and latency as any client would.
-    """
-
-    def __init__(self, client: Any, model_name: str, inputs: Mapping[str, Any], *, requests: int = 20,
-                 signature_name: str = "serving_default") -> None:
-        from tfstack.client import TrafficStats
-
-        if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
-            raise ValueError(f"requests must be an int >= 1. Received: requests={requests!r}")
-        # A fleet passes one client per replica: every replica is probed, the counts added up.
-        self.clients = tuple(client) if isinstance(client, (list, tuple)) else (client,)
-        if not self.clients:
-            raise ValueError("client must be a ServingClient or a non-empty sequence of them. Received: []")
-        self.client = self.clients[0]
-        self.model_name = model_name
-        self.inputs = dict(inputs)
-        self.requests = requests
-        self.signature_name = signature_name
-        self.stats = TrafficStats()
-
-    def snapshot(self) -> Mapping[str, LabelStats]:
-        from tfstack.client import ServingError
-
-        for _ in range(self.requests):
-            for client, label in ((c, label) for c in self.clients for label in (STABLE, CANARY)):
-                started = time.perf_counter()
-                try:
-                    client.predict(self.model_name, self.inputs, version_label=label, signature_name=self.signature_name)
-                except ServingError:
-                    self.stats.record(label, time.perf_counter() - started, ok=False)
-                else:
-                    self.stats.record(label, time.perf_counter() - started, ok=True)
-        return self.stats.snapshot(reset=True)
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class WatchResult:
-    """What `watch` saw: how many windows it judged and whether (and why) it rolled back."""
-
-    checks: int
-    rolled_back: bool
-    reason: str | None = None
-    state: ModelState | None = None
 
 
 # ================================================================================ rollout
@@ -684,9 +218,6 @@ class Rollout:
             )
         return state
 
-    def _entry(self, config: ModelServerConfig, model_name: str) -> ModelConfig | None:
-        return next((e for e in config.model_config_list.config if e.name == model_name), None)
-
     def _manifest(self, model_name: str, version: int) -> dict[str, Any] | None:
         from tfstack import export
 
@@ -704,11 +235,11 @@ class Rollout:
         model_name = _check_name(model_name)
         on_disk = set(self.repository.versions(model_name))
         config = self.config.read()
-        entry = self._entry(config, model_name)
+        entry = find_entry(config, model_name)
         in_config: set[int] = set()
         labels: dict[str, int] = {}
         if entry is not None:
-            kind, arg = _policy(entry)
+            kind, arg = entry_policy(entry)
             in_config = set(arg) if kind == "specific" else set()
             labels = dict(entry.version_labels)
         server_states = self.server.version_states(model_name) if self.server is not None else {}
@@ -781,7 +312,7 @@ class Rollout:
         """
         model_name = _check_name(model_name)
         if version is not None:
-            version = _check_version(version)
+            version = check_version(version)
         with self._locked():
             existing = self.state_file.get(model_name)
             if existing is not None and (version is None or version == existing.stable):
@@ -803,10 +334,10 @@ class Rollout:
             self._ensure_entry(model_name)
             if self.server is None:
                 config = self.config.read()
-                entry = self._entry(config, model_name)
+                entry = find_entry(config, model_name)
                 assert entry is not None
-                if not _policy(entry)[0] == "specific" or not entry.version_labels:
-                    _set_versions(entry, (state.stable,))
+                if not entry_policy(entry)[0] == "specific" or not entry.version_labels:
+                    pin_versions(entry, (state.stable,))
                     if self.config.write(config):
                         logger.info("%s: %s pinned to version %d (no labels: the server adds them after it loads it)",
                                     self.config.path, model_name, state.stable)
@@ -824,7 +355,7 @@ class Rollout:
             RolloutError: the version did not load, or the server rejected a reload (undone too).
         """
         model_name = _check_name(model_name)
-        version = _check_version(version)
+        version = check_version(version)
         with self._locked():
             state = self._resume(model_name)
             if version == state.stable:
@@ -905,10 +436,10 @@ class Rollout:
             raise ValueError(f"keep must be an int >= 1. Received: keep={keep!r}")
         with self._locked():
             versions = self.repository.versions(model_name)
-            entry = self._entry(self.config.read(), model_name)
+            entry = find_entry(self.config.read(), model_name)
             referenced: set[int] = set()
             if entry is not None:
-                kind, arg = _policy(entry)
+                kind, arg = entry_policy(entry)
                 if kind != "specific":
                     raise RolloutError(
                         f"{model_name!r} uses a {kind} version policy in {self.config.path}; retire only works on "
@@ -942,6 +473,7 @@ class Rollout:
         metrics: MetricsSource,
         *,
         thresholds: WatchThresholds | None = None,
+        drift: DriftCheck | None = None,
         duration: float = 300.0,
         interval: float = 10.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -949,12 +481,16 @@ class Rollout:
     ) -> WatchResult:
         """Compare the canary's errors and p99 latency with stable's every `interval` seconds for
         `duration` seconds; roll the canary back at the first window that is worse beyond
-        `thresholds`. Also finalizes expired grace periods. Returns early after a rollback.
+        `thresholds`, or, with `drift`, whose logged inputs (since the step that made it the
+        canary) drifted from its version's data profile. Also finalizes expired grace periods.
+        Returns early after a rollback.
         """
         model_name = _check_name(model_name)
         thresholds = thresholds or WatchThresholds()
         if not isinstance(thresholds, WatchThresholds):
             raise TypeError(f"thresholds must be a WatchThresholds. Received: thresholds={type(thresholds).__name__}")
+        if drift is not None and not isinstance(drift, DriftCheck):
+            raise TypeError(f"drift must be a DriftCheck or None. Received: drift={type(drift).__name__}")
         for name, value in (("duration", duration), ("interval", interval)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"{name} must be a number of seconds >= 0. Received: {name}={value!r}")
@@ -969,6 +505,9 @@ class Rollout:
                 snapshot = metrics.snapshot()
                 checks += 1
                 reason = judge_canary(snapshot.get(STABLE), snapshot.get(CANARY), thresholds)
+                if reason is None and drift is not None:
+                    path = self.repository.version_path(model_name, state.canary)
+                    reason = drift(model_name, state.canary, path, since=self.state_file.last_step_time(model_name))
                 if reason is not None:
                     logger.warning("%s: %s; rolling back canary %d", model_name, reason, state.canary)
                     state = self.rollback(model_name)
@@ -979,10 +518,10 @@ class Rollout:
 
     def config_versions(self, model_name: str) -> set[int]:
         """The versions the config pins for `model_name` (empty if it has no specific policy)."""
-        entry = self._entry(self.config.read(), model_name)
+        entry = find_entry(self.config.read(), model_name)
         if entry is None:
             return set()
-        kind, arg = _policy(entry)
+        kind, arg = entry_policy(entry)
         return set(arg) if kind == "specific" else set()
 
     # ---------------------------------------------------------------- internals
@@ -1016,7 +555,7 @@ class Rollout:
 
     def _ensure_entry(self, model_name: str) -> None:
         config = self.config.read()
-        if self._entry(config, model_name) is not None:
+        if find_entry(config, model_name) is not None:
             return
         entry = config.model_config_list.config.add()
         entry.name = model_name
@@ -1071,13 +610,13 @@ class Rollout:
             raise RolloutError("This step needs a server to reload and wait on; give its gRPC and/or REST address.")
         versions, labels = state.desired(self.clock())
         config = self.config.read()
-        entry = self._entry(config, model_name)
+        entry = find_entry(config, model_name)
         if entry is None:
             self._ensure_entry(model_name)
             config = self.config.read()
-            entry = self._entry(config, model_name)
+            entry = find_entry(config, model_name)
         assert entry is not None
-        kind, arg = _policy(entry)
+        kind, arg = entry_policy(entry)
         current = set(arg) if kind == "specific" else set()
         union = tuple(sorted(current | set(versions)))
         current_labels = {k: v for k, v in entry.version_labels.items() if v in union}
@@ -1102,12 +641,12 @@ class Rollout:
         return done
 
     def _phase(self, config: ModelServerConfig, entry: ModelConfig, versions: Sequence[int], labels: Mapping[str, int], phase: str) -> None:
-        before = (_policy(entry), dict(entry.version_labels))
-        _set_versions(entry, versions)
+        before = (entry_policy(entry), dict(entry.version_labels))
+        pin_versions(entry, versions)
         entry.version_labels.clear()
         for label, version in sorted(labels.items()):
             entry.version_labels[label] = version
-        after = (_policy(entry), dict(entry.version_labels))
+        after = (entry_policy(entry), dict(entry.version_labels))
         if self.config.write(config):
             logger.info(
                 "%s [%s] %s: versions %s -> %s, labels %s -> %s",
@@ -1128,25 +667,6 @@ def _check_name(model_name: Any) -> str:
     from tfstack.export import check_model_name
 
     return check_model_name(model_name)
-
-
-def _check_version(version: Any) -> int:
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ValueError(f"version must be an int >= 0. Received: version={version!r}")
-    return version
-
-
-def _policy(entry: ModelConfig) -> tuple[str, tuple[int, ...]]:
-    from tfstack.serving.server._model_config import version_policy
-
-    kind, arg = version_policy(entry)
-    return kind, tuple(arg)
-
-
-def _set_versions(entry: ModelConfig, versions: Sequence[int]) -> None:
-    entry.model_version_policy.Clear()
-    entry.model_version_policy.specific.SetInParent()
-    entry.model_version_policy.specific.versions.extend(sorted(versions))
 
 
 def _with_differences(replica: ReplicaStatus, versions: set[int], labels: Mapping[str, int]) -> ReplicaStatus:
@@ -1189,69 +709,3 @@ def _read_signatures(path: Path) -> dict[str, Any]:
         return read_signature_summary(path)
     except Exception as exc:
         raise RolloutError(f"Cannot read the signatures of {path}: {exc}") from exc
-
-
-def publish_saved_model(repository: Any, model_name: str, source: Path, *, version: int | None = None):
-    """Copy an exported SavedModel directory into the repository as a new version, atomically.
-
-    The copy goes into a hidden `.staging-<id>` directory beside the versions (TF Serving
-    ignores it), is fsynced, and is renamed to the version number under the repository's
-    publish lock, so a server never sees a half-copied version (tensorflow/serving#1086).
-    A tfstack manifest in the source is kept (its version number updated); otherwise a minimal
-    one is written with the signatures, so gates and `status` work.
-    A training run directory is accepted if it holds a SavedModel (searched one level down).
-    """
-    from tfstack import export
-
-    source = Path(source)
-    if not source.is_dir():
-        raise RolloutError(f"Cannot publish {source}: not a directory (expected an exported SavedModel directory).")
-    saved_model = source if (source / "saved_model.pb").is_file() else None
-    if saved_model is None:
-        found = sorted(p.parent for p in source.glob("*/saved_model.pb"))
-        if len(found) == 1:
-            saved_model = found[0]
-    if saved_model is None:
-        raise RolloutError(
-            f"Cannot publish {source}: it holds no saved_model.pb (nor one in a direct subdirectory). "
-            "A training run directory only has logs and summary.json; publish the run with "
-            "`tfstack train` (which exports) or pass its TrainResult to Rollout.publish."
-        )
-    digest = content_digest(saved_model)
-    for existing_version in repository.versions(model_name):
-        try:
-            existing = repository.manifest(model_name, existing_version)
-        except export.ExportError:
-            continue
-        if existing.get("content_sha256") == digest:
-            # Publishing is idempotent: a re-run after a crash or a retry gets the same version.
-            logger.info("%s is already published as %s version %d", saved_model, model_name, existing_version)
-            return export.PublishedVersion(
-                model_name=model_name, version=existing_version,
-                path=repository.version_path(model_name, existing_version), manifest=existing,
-            )
-    published = repository.publish_saved_model(
-        saved_model,
-        model_name,
-        version=None if version is None else _check_version(version),
-        manifest_updates={"published_from": str(saved_model.absolute()), "content_sha256": digest},
-        allow_schema_change=True,  # the canary's signature gate judges it (see Rollout.publish)
-    )
-    return published
-
-
-def content_digest(saved_model: Path) -> str:
-    """sha256 over the SavedModel's files (names and bytes), without tfstack's manifest."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for path in sorted(p for p in Path(saved_model).rglob("*") if p.is_file()):
-        relative = path.relative_to(saved_model).as_posix()
-        if relative == "assets.extra/manifest.json":
-            continue
-        digest.update(relative.encode("utf-8") + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-    return "sha256:" + digest.hexdigest()

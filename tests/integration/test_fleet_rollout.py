@@ -28,8 +28,7 @@ import numpy as np
 import pytest
 
 from tfstack.client import RetryPolicy, ServingClient, ServingError
-from tfstack.serving.rollout._fleet import Fleet
-from tfstack.serving.rollout._rollout import LiveServer, ReplicaError, Rollout, RolloutPolicy
+from tfstack.serving.rollout import Fleet, LiveServer, ReplicaError, Rollout, RolloutPolicy
 from tests.support.models import build_half_plus
 from tests.support.server import launch
 

@@ -22,8 +22,7 @@ import pytest
 
 from tfstack.client import RetryPolicy, ServingClient, ServingError
 from tfstack.client._traffic import CanarySplit, TrafficStats
-from tfstack.serving.rollout._gates import GateError
-from tfstack.serving.rollout._rollout import LiveServer, Rollout, RolloutPolicy, WatchThresholds
+from tfstack.serving.rollout import GateError, LiveServer, Rollout, RolloutPolicy, WatchThresholds
 from tests.support.server import start_server
 
 MODEL = "iris"

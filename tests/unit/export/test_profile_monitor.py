@@ -15,12 +15,12 @@ from tensorflow_serving.apis import prediction_log_pb2
 from tfstack import export
 from tfstack.export._cli import monitor_command
 from tfstack.export._monitor import (
-    Thresholds,
+    DriftThresholds,
+    drift_report,
     jensen_shannon_distance,
-    monitor,
     numeric_drift,
     population_stability_index,
-    read_thresholds,
+    read_drift_thresholds,
     string_drift,
 )
 from tfstack.export._prediction_logs import LoggedRequest, logged_predictions, warmup_records
@@ -111,13 +111,13 @@ def test_unknown_categories_are_counted():
 
 def test_monitor_flags_a_shift_and_passes_the_same_distribution():
     profile = _profile()
-    clean = monitor(_logs(_training_rows(300, seed=1), np.array([0, 1] * 150)), profile, model_name="m", version=1)
+    clean = drift_report(_logs(_training_rows(300, seed=1), np.array([0, 1] * 150)), profile, model_name="m", version=1)
     assert not clean["drifted"] and clean["alerts"] == [] and clean["rows"] == 300
     assert all(f["psi"] < 0.05 for f in clean["features"])
     shifted_rows = _training_rows(300, seed=2)
     shifted_rows["x"] = shifted_rows["x"] + 3.0
     shifted_rows["city"] = np.array([b"tokyo"] * 300, object)
-    shifted = monitor(_logs(shifted_rows, np.array([1] * 300)), profile, model_name="m", version=1)
+    shifted = drift_report(_logs(shifted_rows, np.array([1] * 300)), profile, model_name="m", version=1)
     assert shifted["drifted"]
     by_name = {f["name"]: f for f in shifted["features"]}
     assert by_name["x"]["drifted"] and by_name["x"]["out_of_range_rate"] > 0.3
@@ -131,16 +131,16 @@ def test_per_feature_thresholds_override_the_defaults():
     profile = _profile()
     rows = _training_rows(300, seed=2)
     rows["x"] = rows["x"] + 0.6
-    strict = monitor(_logs(rows, np.array([0, 1] * 150)), profile, model_name="m", version=1)
-    lenient = monitor(_logs(rows, np.array([0, 1] * 150)), profile, model_name="m", version=1,
-                      thresholds=Thresholds(features={"x": {"psi": 10, "js_distance": 1, "out_of_range_rate": 1}}))
+    strict = drift_report(_logs(rows, np.array([0, 1] * 150)), profile, model_name="m", version=1)
+    lenient = drift_report(_logs(rows, np.array([0, 1] * 150)), profile, model_name="m", version=1,
+                      thresholds=DriftThresholds(features={"x": {"psi": 10, "js_distance": 1, "out_of_range_rate": 1}}))
     assert strict["drifted"] and not lenient["drifted"]
 
 
 def test_thresholds_file_errors_name_the_problem(tmp_path: Path):
     path = tmp_path / "t.json"
     path.write_text('{"psi": 0.3, "features": {"x": {"psi": 0.5}}}')
-    assert read_thresholds(path).for_feature("x", "psi") == 0.5
+    assert read_drift_thresholds(path).for_feature("x", "psi") == 0.5
     for text, message in [
         ('{"psy": 1}', r"unknown thresholds \['psy'\]"),
         ('{"psi": -1}', r"threshold psi must be a number >= 0. Received: psi=-1"),
@@ -150,7 +150,7 @@ def test_thresholds_file_errors_name_the_problem(tmp_path: Path):
     ]:
         path.write_text(text)
         with pytest.raises(ValueError, match=message):
-            read_thresholds(path)
+            read_drift_thresholds(path)
 
 
 def test_logged_predictions_and_warmup_records_from_logs():
@@ -216,10 +216,10 @@ def test_metrics_port_serves_gauges_and_refreshes_them(tmp_path: Path):
     from tests.support.server import free_port
 
     profile = _profile()
-    clean = monitor(_logs(_training_rows(100, seed=1), np.array([0, 1] * 50)), profile, model_name="m", version=1)
+    clean = drift_report(_logs(_training_rows(100, seed=1), np.array([0, 1] * 50)), profile, model_name="m", version=1)
     rows = _training_rows(100, seed=2)
     rows["x"] = rows["x"] + 3.0
-    shifted = monitor(_logs(rows, np.array([1] * 100)), profile, model_name="m", version=1)
+    shifted = drift_report(_logs(rows, np.array([1] * 100)), profile, model_name="m", version=1)
     checks = iter([shifted])
     port, stop, result = free_port(), threading.Event(), {}
 

@@ -14,8 +14,17 @@ import pytest
 from click.testing import CliRunner
 
 from tfstack.serving._errors import RolloutError
-from tfstack.serving.rollout._fleet import Fleet, ReplicaAddress, read_servers_file, resolve_name, resolve_replicas
-from tfstack.serving.rollout._rollout import ModelState, ReplicaError, Rollout, RolloutPolicy
+from tfstack.serving.rollout import (
+    Fleet,
+    ModelState,
+    ReplicaAddress,
+    ReplicaError,
+    Rollout,
+    RolloutPolicy,
+    read_servers_file,
+    resolve_replicas,
+)
+from tfstack.serving.rollout._fleet import resolve_name
 from tfstack.serving.rollout._cli import rollout as rollout_cli
 from tests.unit.serving.test_rollout import MODEL, FakeServer, make_version
 
@@ -218,7 +227,7 @@ def test_two_failed_replicas_are_listed(tmp_path, repo):
 def test_status_has_one_line_per_replica_and_says_which_differ(tmp_path, repo):
     class Reporting(NamedFake):
         def replica_status(self, model_name, labels):
-            from tfstack.serving.rollout._rollout import ReplicaStatus
+            from tfstack.serving.rollout import ReplicaStatus
 
             if self.down:
                 return [ReplicaStatus(name=self.name, error="UNAVAILABLE: connection refused")]
@@ -261,8 +270,7 @@ def test_rollout_steps_never_import_tensorflow(tmp_path, repo):
     script = f"""
 import json, sys
 from tfstack.serving._errors import RolloutError
-from tfstack.serving.rollout._fleet import Fleet
-from tfstack.serving.rollout._rollout import LiveServer, Rollout
+from tfstack.serving.rollout import Fleet, LiveServer, Rollout
 import tfstack.serving.rollout._cli
 offline = Rollout({str(tmp_path / "models.config")!r}, {str(repo)!r})
 offline.init({MODEL!r}, 1)
@@ -289,7 +297,7 @@ def test_watch_probes_every_replica_and_judges_their_sum():
     import numpy as np
 
     from tfstack.client import InternalServerError
-    from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds, judge_canary
+    from tfstack.serving.rollout import ProbeMetrics, WatchThresholds, judge_canary
 
     class Replica:
         def __init__(self, broken_canary: bool) -> None:
@@ -350,7 +358,7 @@ def test_the_reload_sends_the_whole_config_and_names_the_servers_error_code(tmp_
     import grpc
 
     from tfstack.client._proto import tfstack_serving_pb2 as wire
-    from tfstack.serving.rollout._rollout import LiveServer
+    from tfstack.serving.rollout import LiveServer
 
     received = []
 
@@ -379,7 +387,7 @@ def test_the_reload_sends_the_whole_config_and_names_the_servers_error_code(tmp_
 
 
 def test_a_server_without_the_reload_rpc_gets_a_hint(tmp_path, repo, grpc_server):
-    from tfstack.serving.rollout._rollout import LiveServer
+    from tfstack.serving.rollout import LiveServer
 
     target = grpc_server()  # no handlers: every method is UNIMPLEMENTED
     live = LiveServer(grpc_target=target)

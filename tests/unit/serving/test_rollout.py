@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tfstack.serving._errors import RolloutError
-from tfstack.serving.rollout._gates import GateError, QualityPolicy
-from tfstack.serving.rollout._rollout import (
-    ConfigFile,
+from tfstack.serving.rollout import (
     ConfigLockError,
+    GateError,
     ModelState,
+    QualityPolicy,
     Rollout,
+    RolloutError,
     RolloutPolicy,
     WatchThresholds,
     publish_saved_model,
 )
+from tfstack.serving.rollout._state import ConfigFile
 
 MODEL = "iris"
 SIGNATURES = {
@@ -455,3 +456,26 @@ def test_infra_gate_compares_served_outputs_with_the_in_process_model_and_undoes
 
     server.offset = 0.0
     assert rollout.canary(MODEL, 2).canary == 2
+
+
+def test_the_rollout_package_names_its_public_api_and_resolving_it_imports_no_tensorflow():
+    """`from tfstack.serving.rollout import Rollout, ...` works for every name in `__all__`, and
+    none of them pulls in TensorFlow (only the canary's infra gate does, when it runs)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import tfstack.serving.rollout as rollout\n"
+        "public = sorted(n for n in dir(rollout) if not n.startswith('_'))\n"
+        "values = {n: getattr(rollout, n) for n in rollout.__all__}\n"
+        "print(json.dumps({'all': rollout.__all__, 'public': public,\n"
+        "                  'modules': sorted({v.__module__.rsplit('.', 1)[0] for v in values.values()}),\n"
+        "                  'tensorflow': sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow')}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["all"] == report["public"]
+    assert {"Rollout", "RolloutPolicy", "LiveServer", "Fleet", "RolloutError", "GateError", "WatchThresholds"} <= set(report["all"])
+    assert report["modules"] == ["tfstack.serving", "tfstack.serving.rollout"]
+    assert report["tensorflow"] == []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from tfstack.client import InternalServerError
-from tfstack.serving.rollout._rollout import ProbeMetrics, WatchThresholds, judge_canary
+from tfstack.serving.rollout import ProbeMetrics, WatchThresholds, judge_canary
 from tfstack.serving.rollout._cli import rollout
 from tests.unit.serving.test_rollout import MODEL, make_version
 
@@ -83,3 +84,34 @@ def test_step_help_works_without_config_and_a_step_without_config_is_a_usage_err
     assert helped.exit_code == 0 and "Remove old versions" in helped.output
     missing = runner.invoke(rollout, ["status", "digits"])
     assert missing.exit_code == 2 and "Missing option '--config'" in missing.output
+
+
+def test_watch_drift_options_are_checked_before_any_request(tmp_path):
+    make_version(tmp_path / "models", 1)
+    assert run(tmp_path, "init", MODEL).exit_code == 0
+    server = ("--grpc", "127.0.0.1:1")  # never reached: every case below stops first
+
+    result = run(tmp_path, *server, "watch", MODEL, "--logs", str(tmp_path / "logs"))
+    assert result.exit_code == 2 and "--logs and --drift-min-rows need --drift-thresholds FILE" in result.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"psi": 0.2, "speed": 3}')
+    result = run(tmp_path, *server, "watch", MODEL, "--drift-thresholds", str(bad))
+    assert result.exit_code == 2 and "unknown thresholds ['speed']" in result.output
+
+    defaults = tmp_path / "drift.json"
+    defaults.write_text("{}")
+    result = run(tmp_path, *server, "watch", MODEL, "--drift-thresholds", str(defaults))
+    assert result.exit_code == 2
+    assert f"Model {MODEL!r} has no logging_config in" in result.output and "give --logs PATH" in result.output
+
+
+def test_a_drift_check_needs_log_paths_and_a_row_count():
+    from tfstack.serving.rollout import DriftCheck
+
+    with pytest.raises(ValueError, match=r"logs must be a path or a non-empty list of paths. Received: logs=\[\]"):
+        DriftCheck([])
+    with pytest.raises(ValueError, match="min_rows must be an int >= 1. Received: min_rows=0"):
+        DriftCheck("/logs/iris", min_rows=0)
+    with pytest.raises(TypeError, match="thresholds must be an export.DriftThresholds"):
+        DriftCheck("/logs/iris", {"psi": 0.2})  # type: ignore[arg-type]
