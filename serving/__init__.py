@@ -6,8 +6,9 @@ pytest plugin) and `bench` (`tfstack bench`). Importing this package is cheap: e
 imported on first use (PEP 562), and TensorFlow loads only when a model does.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from tfstack.serving._lazy import lazy_exports as _lazy_exports
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -116,14 +117,4 @@ __all__ = [
 
 
 
-def __getattr__(name: str) -> _typing.Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS, globals(), __all__)

@@ -55,21 +55,26 @@ def _publish_iris(models: Path) -> None:
 def test_train_prints_no_native_log_lines_and_whole_tables_then_refuses_another_schema(tmp_path: Path) -> None:
     models = tmp_path / "models"
     _publish_iris(models)
-    before = tree_digest(models)
-
     csv_path = tmp_path / "iris.csv"  # named like the existing model, other columns
     csv_path.write_text("a,b,label\n" + "".join(f"{i % 5},{i % 3}.5,{'xy'[i % 2]}\n" for i in range(40)))
-    run = _tfstack("train", "--csv", str(csv_path), "--target", "label", "--epochs", "1",
-                   "--base-path", str(models), cwd=tmp_path)
 
+    # Under another name it trains and publishes, quietly and with whole tables.
+    run = _tfstack("train", "--csv", str(csv_path), "--target", "label", "--epochs", "1", "--model-name", "iris_csv",
+                   "--base-path", str(models), cwd=tmp_path)
     output = run.stdout + run.stderr
+    assert run.returncode == 0, output
     noise = [line for line in output.splitlines() if NATIVE_LOG_LINE.match(line) or "absl::InitializeLog" in line or "cuInit" in line]
     assert noise == []
     assert "Test metrics" in run.stdout and "Per-class report" in run.stdout
     assert "…" not in output  # nothing cut to fit 80 columns
 
-    assert run.returncode == 1
-    assert "Refusing to publish a new version of 'iris'" in run.stderr
-    assert "serving_default: input 'features' was removed" in run.stderr
-    assert "--model-name" in run.stderr and "--allow-schema-change" in run.stderr
+    # Under the file's name it would become iris version 2 with other inputs: refused before training.
+    before = tree_digest(models)
+    refused = _tfstack("train", "--csv", str(csv_path), "--target", "label", "--epochs", "1",
+                       "--base-path", str(models), cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "Test metrics" not in refused.stdout, "refused before training, not after"
+    assert "Refusing to publish a new version of 'iris'" in refused.stderr
+    assert "serving_default: input 'features' was removed" in refused.stderr
+    assert "--model-name" in refused.stderr and "--allow-schema-change" in refused.stderr
     assert tree_digest(models) == before
