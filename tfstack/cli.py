@@ -20,15 +20,15 @@ import click
 # command name -> (module, attribute, one-line help); the module is imported only when the
 # command runs, so `tfstack --help` and the client commands never import TensorFlow.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
-    "train": ("tfstack.training._cli", "train", "Train a model and publish it as a new version."),
-    "models": ("tfstack.export._cli", "models", "List, inspect and check versions in a model repository."),
-    "export": ("tfstack.export._cli", "export_command", "Publish your own .keras model or SavedModel as a TF Serving version."),
-    "monitor": ("tfstack.export._cli", "monitor_command", "Check logged requests for drift against a version's data profile."),
-    "serve": ("tfstack.serving.server._cli", "serve", "Run the TF-Serving-compatible server (tensorflow_model_server flags)."),
-    "rollout": ("tfstack.serving.rollout._cli", "rollout", "Publish, canary, promote, rollback and retire model versions."),
-    "bench": ("tfstack.serving.bench._cli", "bench", "Load-test a server over REST and gRPC and report latency/throughput."),
-    "predict": ("tfstack.client._cli", "predict", "Send a Predict request over REST or gRPC."),
-    "status": ("tfstack.client._cli", "status", "Show a served model's version status."),
+    "train": ("tfstack.training.cli", "train", "Train a model and publish it as a new version."),
+    "models": ("tfstack.export.cli", "models", "List, inspect and check versions in a model repository."),
+    "export": ("tfstack.export.cli", "export_command", "Publish your own .keras model or SavedModel as a TF Serving version."),
+    "monitor": ("tfstack.export.cli", "monitor_command", "Check logged requests for drift against a version's data profile."),
+    "serve": ("tfstack.serving.server.cli", "serve", "Run the TF-Serving-compatible server (tensorflow_model_server flags)."),
+    "rollout": ("tfstack.serving.rollout.cli", "rollout", "Publish, canary, promote, rollback and retire model versions."),
+    "bench": ("tfstack.serving.bench.cli", "bench", "Load-test a server over REST and gRPC and report latency/throughput."),
+    "predict": ("tfstack.client.cli", "predict", "Send a Predict request over REST or gRPC."),
+    "status": ("tfstack.client.cli", "status", "Show a served model's version status."),
 }
 
 

@@ -3,7 +3,7 @@
 Four steps, one module each: `_plan` (scenarios, limits, targets, payloads; `_replay` turns request
 logs into the payloads of `--replay`), `_load` (worker processes or wrk/h2load through `_native`,
 one Measurement per scenario), `_stats` (percentiles, summaries) and `_report` (ratios, breakdown,
-CSV, JSON, chart, tables); `_cli` is the command.
+CSV, JSON, chart, tables); `cli` is the command.
 """
 
 from tfstack.serving.bench._load import Measurement, expected_requests, run_scenario

@@ -4,7 +4,7 @@ One module per job: `_rollout` (the `Rollout` steps and their three phases), `_s
 rollout state file and the config entry derived from it), `_control` (how a server is reached:
 `ServerControl`, `LiveServer`), `_fleet` (several replicas as one server), `_gates` (signature,
 quality and infra checks of a candidate), `_watch` (judging a canary against stable),
-`_publish` (copying a SavedModel directory in as a version), `_errors`, and `_cli`
+`_publish` (copying a SavedModel directory in as a version), `_errors`, and `cli`
 (`tfstack rollout`). Importing this package is cheap: each public name is imported on first
 use (PEP 562), and no step imports TensorFlow except the canary's infra gate.
 

@@ -241,7 +241,7 @@ def test_bench_replay_errors_are_one_line_and_exit_2(model_base: Path, request_l
     cases["torn"] = (("--model-name", "half_plus_two", "--replay", str(torn.parent)), "1 for model 'other'")
     from click.testing import CliRunner
 
-    from tfstack.serving.bench._cli import bench
+    from tfstack.serving.bench.cli import bench
 
     # In-process (every case is refused before a server or load generator would start).
     for name, (arguments, expected) in cases.items():

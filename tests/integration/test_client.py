@@ -333,7 +333,7 @@ async def test_async_client(labelled_server, protocol):
 
 
 def test_cli_predict_and_status(labelled_server, protocol, tmp_path):
-    from tfstack.client._cli import predict, status
+    from tfstack.client.cli import predict, status
 
     where = ["--rest", labelled_server.rest_url] if protocol == "rest" else ["--grpc", labelled_server.grpc_target]
     body = tmp_path / "body.json"

@@ -132,7 +132,7 @@ def test_every_request_is_logged_as_tf_servings_prediction_log(logged):
 def test_monitor_flags_the_shifted_half_and_not_the_clean_half(digits, logged):
     from click.testing import CliRunner
 
-    from tfstack.export._cli import monitor_command  # what `tfstack monitor` runs, in-process to skip a TF import
+    from tfstack.export.cli import monitor_command  # what `tfstack monitor` runs, in-process to skip a TF import
 
     root = digits[0]
     clean, shifted, _ = logged

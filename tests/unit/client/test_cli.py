@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tfstack.client._cli import predict, read_inputs, status
+from tfstack.client.cli import predict, read_inputs, status
 
 
 @pytest.fixture

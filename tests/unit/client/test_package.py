@@ -48,7 +48,7 @@ def test_using_both_transports_still_never_imports_tensorflow():
         "import sys, json; from tfstack import client; "
         "c = client.ServingClient.grpc('127.0.0.1:1'); c.close(); "
         "r = client.ServingClient.rest('http://127.0.0.1:1'); r.close(); "
-        "import tfstack.client._cli; "
+        "import tfstack.client.cli; "
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tensorflow_serving', 'keras'))))"
     )
     assert loaded == []

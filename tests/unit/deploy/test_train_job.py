@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tfstack.training._cli import train as train_command
+from tfstack.training.cli import train as train_command
 
 ROOT = Path(__file__).resolve().parents[3]
 JOB_FILE = ROOT / "deploy" / "k8s" / "training" / "train-job.yaml"

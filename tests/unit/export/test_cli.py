@@ -10,7 +10,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from tfstack import export
-from tfstack.export._cli import models
+from tfstack.export.cli import models
 
 
 def _run(*args):
@@ -110,7 +110,7 @@ def test_listing_never_imports_tensorflow(make_spec, base_path):
     """`tfstack models list|show` stay fast: reading a repository needs no TensorFlow."""
     export.publish(make_spec("regression"), base_path)
     code = (
-        "import sys; from click.testing import CliRunner; from tfstack.export._cli import models\n"
+        "import sys; from click.testing import CliRunner; from tfstack.export.cli import models\n"
         f"assert CliRunner().invoke(models, ['list', '--base-path', {str(base_path)!r}]).exit_code == 0\n"
         f"assert CliRunner().invoke(models, ['show', 'tiny-regression', '--base-path', {str(base_path)!r}]).exit_code == 0\n"
         "print('tensorflow' in sys.modules)"

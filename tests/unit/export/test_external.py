@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfstack import export
-from tfstack.export._cli import export_command
+from tfstack.export.cli import export_command
 
 USER_SCRIPT = """
 import numpy as np

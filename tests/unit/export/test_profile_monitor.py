@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tensorflow_serving.apis import prediction_log_pb2
 
 from tfstack import export
-from tfstack.export._cli import monitor_command
+from tfstack.export.cli import monitor_command
 from tfstack.export._monitor import (
     DriftThresholds,
     drift_report,
@@ -212,7 +212,7 @@ def test_metrics_port_serves_gauges_and_refreshes_them(tmp_path: Path):
 
     import httpx
 
-    from tfstack.export._cli import _serve_monitor_metrics
+    from tfstack.export.cli import _serve_monitor_metrics
     from tests.support.server import free_port
 
     profile = _profile()

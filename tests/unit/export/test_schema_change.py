@@ -52,7 +52,7 @@ def test_a_compatible_version_and_a_forced_change_are_published(make_spec, base_
 
 
 def test_the_export_command_names_both_ways_out_and_exits_nonzero(make_spec, base_path, tmp_path):
-    from tfstack.export._cli import export_command
+    from tfstack.export.cli import export_command
 
     export.publish(make_spec("classification", model_name="churn"), base_path)
     regression = make_spec("regression").keras_model

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from tfstack import export
 from tfstack.export import ModelRepository
-from tfstack.export._cli import models
+from tfstack.export.cli import models
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

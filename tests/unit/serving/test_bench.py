@@ -300,7 +300,7 @@ def test_chart_ticks_are_plain_numbers_and_the_baselines_are_drawn(tmp_path, mon
 def test_bench_cli_rejects_bad_arguments_with_what_it_received(arguments, message, tmp_path):
     from click.testing import CliRunner
 
-    from tfstack.serving.bench._cli import bench
+    from tfstack.serving.bench.cli import bench
 
     result = CliRunner().invoke(bench, ["--model-name", "m", "--output-dir", str(tmp_path / "out"), *arguments])
     assert result.exit_code == 2, result.output

@@ -105,7 +105,7 @@ def _options(**overrides):
 
 
 def test_bench_falls_back_to_python_with_a_message_when_the_tools_are_missing(monkeypatch, tmp_path: Path):
-    from tfstack.serving.bench._cli import _plan
+    from tfstack.serving.bench.cli import _plan
 
     monkeypatch.setenv("PATH", str(tmp_path))
     plan = _plan(_options())
@@ -116,7 +116,7 @@ def test_bench_falls_back_to_python_with_a_message_when_the_tools_are_missing(mo
 
 
 def test_bench_uses_the_installed_tools_and_python_when_asked(monkeypatch, tmp_path: Path):
-    from tfstack.serving.bench._cli import _plan
+    from tfstack.serving.bench.cli import _plan
 
     for tool in ("wrk", "h2load"):
         (tmp_path / tool).write_text("#!/bin/sh\n")
@@ -129,7 +129,7 @@ def test_bench_uses_the_installed_tools_and_python_when_asked(monkeypatch, tmp_p
 
 
 def test_allow_remote_lifts_the_loopback_rule_without_sending_anything():
-    from tfstack.serving.bench._cli import _plan
+    from tfstack.serving.bench.cli import _plan
 
     remote = _options(rest="http://192.0.2.10:8501", grpc="192.0.2.10:8500", model_base_path=None,
                       load_generator="python")

@@ -139,7 +139,7 @@ def test_a_replay_scenario_without_requests_is_refused():
 
 
 def test_the_c_load_generators_are_refused_with_replay_before_any_log_is_read(tmp_path: Path):
-    from tfstack.serving.bench._cli import _plan
+    from tfstack.serving.bench.cli import _plan
 
     options = {"load_generator": "c", "protocols": ("grpc", "rest"), "requests": None, "duration": 2.0, "rest": None,
                "grpc": None, "allow_remote": False, "model_base_path": tmp_path, "warmup": 1, "timeout": 5.0,

@@ -25,7 +25,7 @@ from tfstack.serving.rollout import (
     resolve_replicas,
 )
 from tfstack.serving.rollout._fleet import resolve_name
-from tfstack.serving.rollout._cli import rollout as rollout_cli
+from tfstack.serving.rollout.cli import rollout as rollout_cli
 from tests.unit.serving.test_rollout import MODEL, FakeServer, make_version
 
 
@@ -271,7 +271,7 @@ def test_rollout_steps_never_import_tensorflow(tmp_path, repo):
 import json, sys
 from tfstack.serving._errors import RolloutError
 from tfstack.serving.rollout import Fleet, LiveServer, Rollout
-import tfstack.serving.rollout._cli
+import tfstack.serving.rollout.cli
 offline = Rollout({str(tmp_path / "models.config")!r}, {str(repo)!r})
 offline.init({MODEL!r}, 1)
 config = offline.config.read()

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from tfstack.client import InternalServerError
 from tfstack.serving.rollout import ProbeMetrics, WatchThresholds, judge_canary
-from tfstack.serving.rollout._cli import rollout
+from tfstack.serving.rollout.cli import rollout
 from tests.unit.serving.test_rollout import MODEL, make_version
 
 
@@ -76,7 +76,7 @@ def test_probe_metrics_measure_both_labels_per_window():
 def test_step_help_works_without_config_and_a_step_without_config_is_a_usage_error(monkeypatch):
     from click.testing import CliRunner
 
-    from tfstack.serving.rollout._cli import rollout
+    from tfstack.serving.rollout.cli import rollout
 
     monkeypatch.delenv("TFSTACK_MODEL_CONFIG", raising=False)
     runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tfstack.training._cli import train
+from tfstack.training.cli import train
 
 
 def _run(args: list[str]):

@@ -73,6 +73,6 @@ def test_importing_training_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, tfstack.training, tfstack.training._cli; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'PIL') if m in sys.modules))"
+    code = "import sys, tfstack.training, tfstack.training.cli; print(sorted(m for m in ('tensorflow', 'keras', 'sklearn', 'PIL') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from tfstack.training import TrainConfig, TrainingError
-from tfstack.training._cli import train as train_command
+from tfstack.training.cli import train as train_command
 from tfstack.training._launcher import WorkerFailed, free_loopback_ports, run_local_workers, tf_config
 from tfstack.training._multiworker import worker_role
 from tfstack.training._train import multi_worker_run_dir
