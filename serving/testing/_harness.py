@@ -31,8 +31,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -213,6 +214,26 @@ class _EmbeddedProcess:
             self.process.wait()
 
 
+def _sigterm_when_parent_dies() -> Callable[[], None] | None:
+    """A `preexec_fn` (Linux) asking the kernel to SIGTERM the child when the process that
+    started it dies, so a killed test run (CI timeout, kill -9) leaves no server holding ports
+    and memory. The kernel ties this to the starting *thread*, so it is only set up from the
+    main thread: a server started from a short-lived thread would otherwise stop with it."""
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def arrange() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arrange
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EmbeddedBackend:
     """`tfstack serve` (the embedded server) as a subprocess of this Python, on 127.0.0.1.
@@ -246,7 +267,8 @@ class EmbeddedBackend:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
         try:
             with open(log, "wb") as sink:
-                process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment)
+                process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment,
+                                           preexec_fn=_sigterm_when_parent_dies())
         except OSError as exc:
             raise HarnessError(f"Could not start the embedded server ({' '.join(command)}): {exc}") from exc
         return _EmbeddedProcess(

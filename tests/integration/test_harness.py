@@ -152,3 +152,43 @@ def test_model_config_survives_quotes_in_paths():
 
     parsed = text_format.Parse(request.model_config(), model_server_config_pb2.ModelServerConfig())
     assert parsed.model_config_list.config[0].base_path == "/data/o'brien\\models/m"
+
+
+PARENT = """
+import sys
+from pathlib import Path
+from tfstack.serving import EmbeddedBackend, ServeRequest, serve_models
+
+with serve_models(EmbeddedBackend(), ServeRequest(models={"half_plus_two": Path(sys.argv[1])}), workdir=Path(sys.argv[2])) as ep:
+    print(ep.rest_url, flush=True)
+    sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_a_killed_test_run_leaves_no_server_behind(tmp_path, half_plus_two):
+    """kill -9 of the process that started the embedded server (a CI timeout, a killed pytest)
+    must not leave the server holding its ports and ~800 MB: the kernel sends it SIGTERM."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(half_plus_two), str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        rest_url = parent.stdout.readline().strip()
+        assert rest_url.startswith("http://127.0.0.1:"), rest_url
+        port = int(rest_url.rsplit(":", 1)[1])
+        assert httpx.get(f"{rest_url}/v1/models/half_plus_two", timeout=10).status_code == 200
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+
+    deadline = time.monotonic() + 60  # the server drains for at most 10 s, then exits
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            break  # nothing listens any more: the server is gone
+        assert time.monotonic() < deadline, f"the server on port {port} outlived its killed parent"
+        time.sleep(0.1)
