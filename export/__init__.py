@@ -34,8 +34,16 @@ from tfstack.export._check import CheckReport, SignatureCheck, check_saved_model
 from tfstack.export._compat import SignatureComparison, compare_signatures, serving_signature
 from tfstack.export._external import export_model
 from tfstack.export._manifest import key_metric, read_signature_summary
-from tfstack.export._monitor import DriftThresholds, drift_report, read_drift_thresholds
-from tfstack.export._prediction_logs import LoggedRequest, file_fingerprint, log_range, read_prediction_logs, request_inputs
+from tfstack.export._monitor import DriftAccumulator, DriftThresholds, drift_report, read_drift_thresholds
+from tfstack.export._prediction_logs import (
+    LoggedRequest,
+    PredictionLogTail,
+    file_fingerprint,
+    iter_prediction_logs,
+    log_range,
+    read_prediction_logs,
+    request_inputs,
+)
 from tfstack.export._profile import build_profile, read_profile
 from tfstack.export._repository import ModelRepository, atomic_write_text, publish, version_directories
 from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion, check_model_name
@@ -43,12 +51,14 @@ from tfstack.export._spec import ExportSpec, FeatureSpec, PublishedVersion, chec
 __all__ = [
     "CheckReport",
     "CorruptVersionError",
+    "DriftAccumulator",
     "DriftThresholds",
     "ExportError",
     "ExportSpec",
     "LoggedRequest",
     "FeatureSpec",
     "ModelRepository",
+    "PredictionLogTail",
     "PublishedVersion",
     "RepositoryError",
     "SchemaChangeError",
@@ -65,6 +75,7 @@ __all__ = [
     "drift_report",
     "export_model",
     "file_fingerprint",
+    "iter_prediction_logs",
     "key_metric",
     "log_range",
     "publish",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,68 +87,217 @@ def log_paths(target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
     return unique
 
 
+class _RecordFile:
+    """One TFRecord file read from a byte offset: each record comes with the offset just past it.
+
+    TensorFlow's own reader (`RandomRecordReader`, the C++ `RecordReader` behind
+    `tf_record_iterator`) checks both CRCs of every record; it is the only TFRecord reader in
+    TensorFlow that starts at an offset, which is what lets a watcher read only what was
+    appended since its last look. A torn last record (a writer killed or still writing) ends
+    the scan at its first byte (`torn_at`), so the next scan can try it again.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.torn_at: int | None = None
+
+    def records(self, offset: int = 0) -> Iterator[tuple[bytes, int]]:
+        """(record, offset after it) from `offset` on.
+
+        Raises:
+            ValueError: a damaged record before the end, or not a TFRecord file.
+        """
+        import tensorflow as tf
+        from tensorflow.python.lib.io import _pywrap_record_io
+
+        try:
+            reader = _pywrap_record_io.RandomRecordReader(str(self.path))
+        except tf.errors.OpError as exc:
+            raise ValueError(f"Cannot read {self.path}: {exc.message}") from exc
+        try:
+            while True:
+                try:
+                    record, end = reader.read(offset)
+                except IndexError:
+                    # The end, or fewer bytes than a record header: a header torn mid-write.
+                    if offset < self._size():
+                        self.torn_at = offset
+                    return
+                except tf.errors.DataLossError as exc:
+                    if "truncated record" in exc.message:
+                        self.torn_at = offset
+                        return
+                    raise ValueError(f"{self.path} is damaged or not a TFRecord file: {exc.message}") from exc
+                except tf.errors.OpError as exc:
+                    raise ValueError(f"Cannot read {self.path}: {exc.message}") from exc
+                yield record, end
+                offset = end
+        finally:
+            reader.close()
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+
 def read_records(path: Path) -> Iterator[bytes]:
     """The records of one TFRecord file; a torn final record (a killed writer) is skipped.
 
     Raises:
         ValueError: the file is damaged before its end, or is not a TFRecord file.
     """
-    import tensorflow as tf
-    from tensorflow.python.util import deprecation
+    scan = _RecordFile(path)
+    for record, _ in scan.records():
+        yield record
+    if scan.torn_at is not None:
+        logger.warning("Skipped a torn last record in %s (its writer was stopped mid-write).", path)
+
+
+def _parse(record: bytes, path: Path, index: int) -> Any:
+    from google.protobuf.message import DecodeError
+    from tensorflow_serving.apis import prediction_log_pb2
 
     try:
-        # TF's record iterator checks every CRC and names a torn tail "truncated record" (its
-        # tf.data replacement logs a C++ warning per file instead); only the deprecation notice is muted.
-        with deprecation.silence():
-            records = tf.compat.v1.io.tf_record_iterator(str(path))
-        for record in records:
-            yield record
-    except tf.errors.DataLossError as exc:
-        if "truncated record" in exc.message:
-            logger.warning("Skipped a torn last record in %s (its writer was stopped mid-write).", path)
-            return
-        raise ValueError(f"{path} is damaged or not a TFRecord file: {exc.message}") from exc
-    except tf.errors.OpError as exc:
-        raise ValueError(f"Cannot read {path}: {exc.message}") from exc
+        return prediction_log_pb2.PredictionLog.FromString(record)
+    except DecodeError as exc:
+        raise ValueError(f"Record {index} of {path} is not a tensorflow.serving.PredictionLog: {exc}") from exc
+
+
+def iter_prediction_logs(
+    target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, model_name: str | None = None
+) -> Iterator[LoggedRequest]:
+    """Every PredictionLog under `target` (see `log_paths`), one at a time: memory holds one
+    record, whatever the size of the logs. Optionally only `model_name`'s.
+
+    Raises:
+        ValueError: no log files, or a record that is not a PredictionLog.
+    """
+    for path in log_paths(target):
+        for index, record in enumerate(read_records(path)):
+            log = _parse(record, path, index)
+            if model_name is None or log.log_metadata.model_spec.name == model_name:
+                yield LoggedRequest(log=log, path=path, index=index)
 
 
 def read_prediction_logs(
     target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, model_name: str | None = None
 ) -> list[LoggedRequest]:
-    """Every PredictionLog under `target` (see `log_paths`), optionally only `model_name`'s.
+    """Every PredictionLog under `target` (see `log_paths`), optionally only `model_name`'s, as a
+    list (all in memory: for large logs iterate `iter_prediction_logs` instead).
 
     Raises:
         ValueError: no log files, or a record that is not a PredictionLog.
     """
-    from google.protobuf.message import DecodeError
-    from tensorflow_serving.apis import prediction_log_pb2
+    return list(iter_prediction_logs(target, model_name=model_name))
 
-    logs = []
-    for path in log_paths(target):
-        for index, record in enumerate(read_records(path)):
+
+class PredictionLogTail:
+    """Reads request logs incrementally: each `read()` yields only the records appended since the
+    previous one (like `tail -f`), remembering per file how far it got.
+
+    Log files are append-only and rotated by size (`tfstack serve`'s logging_config): a new
+    file is read from its start, a file deleted by the disk cap is forgotten, and a torn last
+    record (its writer is still writing it, or was killed) is not passed over: the next `read()`
+    tries it again. A file that became shorter than what was read (replaced) is read again from
+    its start.
+
+    Example:
+        >>> tail = PredictionLogTail("/var/log/tfstack/iris/requests", model_name="iris")
+        >>> first = list(tail.read())   # everything logged so far
+        >>> later = list(tail.read())   # only what was logged since
+    """
+
+    def __init__(
+        self, target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, model_name: str | None = None
+    ) -> None:
+        self.target = target
+        self.model_name = model_name
+        # path -> (byte offset of the next unread record, its record index)
+        self.positions: dict[Path, tuple[int, int]] = {}
+
+    def read(self) -> Iterator[LoggedRequest]:
+        """The records appended since the last `read()` (all of them the first time).
+
+        Raises:
+            ValueError: no log files (yet), a damaged record before a file's end, or a record that
+                is not a PredictionLog.
+        """
+        paths = log_paths(self.target)
+        current = set(paths)
+        for gone in [p for p in self.positions if p not in current]:
+            del self.positions[gone]
+        for path in paths:
+            offset, index = self.positions.get(path, (0, 0))
             try:
-                log = prediction_log_pb2.PredictionLog.FromString(record)
-            except DecodeError as exc:
-                raise ValueError(f"Record {index} of {path} is not a tensorflow.serving.PredictionLog: {exc}") from exc
-            if model_name is None or log.log_metadata.model_spec.name == model_name:
-                logs.append(LoggedRequest(log=log, path=path, index=index))
-    return logs
+                size = path.stat().st_size
+            except OSError:  # deleted between listing and reading (disk cap)
+                self.positions.pop(path, None)
+                continue
+            if size < offset:
+                logger.warning("%s is shorter than the %d bytes already read: reading it again from its start.", path, offset)
+                offset, index = 0, 0
+            if size == offset:
+                self.positions[path] = (offset, index)
+                continue
+            scan = _RecordFile(path)
+            for record, end in scan.records(offset):
+                log = _parse(record, path, index)
+                self.positions[path] = (end, index + 1)
+                if self.model_name is None or log.log_metadata.model_spec.name == self.model_name:
+                    yield LoggedRequest(log=log, path=path, index=index)
+                index += 1
+            self.positions.setdefault(path, (offset, index))
 
 
-def log_range(logs: Sequence[LoggedRequest]) -> dict[str, Any]:
+class LogCoverage:
+    """What a stream of logged requests covers, accumulated one record at a time (`log_range`)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self._files: set[str] = set()
+        self._versions: set[int] = set()
+        self._first_timestamp: int | None = None
+        self._last_timestamp: int | None = None
+        self._first_request_id = ""
+        self._last_request_id = ""
+
+    def add(self, entry: LoggedRequest) -> None:
+        self.records += 1
+        self._files.add(str(entry.path.absolute()))
+        timestamp = entry.timestamp
+        if self._first_timestamp is None or timestamp < self._first_timestamp:
+            self._first_timestamp = timestamp
+        if self._last_timestamp is None or timestamp > self._last_timestamp:
+            self._last_timestamp = timestamp
+        if self.records == 1:
+            self._first_request_id = entry.request_id
+        self._last_request_id = entry.request_id
+        version = entry.version
+        if version is not None:
+            self._versions.add(version)
+
+    def to_json(self) -> dict[str, Any]:
+        if not self.records:
+            return {"records": 0, "files": []}
+        return {
+            "files": sorted(self._files),
+            "records": self.records,
+            "first_timestamp": self._first_timestamp,
+            "last_timestamp": self._last_timestamp,
+            "first_request_id": self._first_request_id,
+            "last_request_id": self._last_request_id,
+            "versions": sorted(self._versions),
+        }
+
+
+def log_range(logs: Iterable[LoggedRequest]) -> dict[str, Any]:
     """What a set of logs covers (for reports and lineage): files, records, time and request-id range."""
-    if not logs:
-        return {"records": 0, "files": []}
-    times = [entry.timestamp for entry in logs]
-    return {
-        "files": sorted({str(entry.path.absolute()) for entry in logs}),
-        "records": len(logs),
-        "first_timestamp": min(times),
-        "last_timestamp": max(times),
-        "first_request_id": logs[0].request_id,
-        "last_request_id": logs[-1].request_id,
-        "versions": sorted({v for v in (entry.version for entry in logs) if v is not None}),
-    }
+    coverage = LogCoverage()
+    for entry in logs:
+        coverage.add(entry)
+    return coverage.to_json()
 
 
 # ---------------------------------------------------------------------------- inputs and outputs
@@ -196,57 +345,45 @@ def _example_feature(example, feature: FeatureSpec, context) -> np.ndarray:
     return np.full(feature.shape, np.nan, dtype=np.float64)
 
 
-def logged_inputs(logs: Sequence[LoggedRequest], features: Sequence[FeatureSpec]) -> tuple[dict[str, np.ndarray], list[str]]:
-    """All logged input rows, per feature, and the request id of each row."""
-    parts: dict[str, list[np.ndarray]] = {f.name: [] for f in features}
-    ids: list[str] = []
-    for entry in logs:
-        rows = request_inputs(entry, features)
-        if rows is None:
-            continue
-        count = next(iter(rows.values())).shape[0]
-        if any(array.shape[0] != count for array in rows.values()):
-            continue
-        for name, array in rows.items():
-            parts[name].append(array)
-        ids.extend([entry.request_id] * count)
-    arrays = {}
-    for feature in features:
-        chunks = parts[feature.name]
-        arrays[feature.name] = np.concatenate(chunks) if chunks else np.zeros((0, *feature.shape), feature.numpy_dtype)
-    return arrays, ids
-
-
-def logged_predictions(logs: Sequence[LoggedRequest], *, task: str, class_names: Sequence[str] = ()) -> np.ndarray:
+def logged_predictions(logs: Iterable[LoggedRequest], *, task: str, class_names: Sequence[str] = ()) -> np.ndarray:
     """The served outputs, one per row: class indices (classification) or values (regression)."""
-    import tensorflow as tf
-
-    values: list[Any] = []
     index = {name: i for i, name in enumerate(class_names)}
+    values: list[Any] = []
     for entry in logs:
-        kind = entry.kind
-        if kind == "predict_log":
-            outputs = entry.log.predict_log.response.outputs
-            if task == "classification":
-                if "class_id" in outputs:
-                    values.extend(tf.make_ndarray(outputs["class_id"]).reshape(-1).tolist())
-                elif "probabilities" in outputs:
-                    values.extend(tf.make_ndarray(outputs["probabilities"]).argmax(-1).reshape(-1).tolist())
-            else:
-                for name in ("prediction", "outputs"):
-                    if name in outputs:
-                        values.extend(tf.make_ndarray(outputs[name]).reshape(-1).tolist())
-                        break
-        elif kind == "classify_log" and task == "classification":
-            for row in entry.log.classify_log.response.result.classifications:
-                if row.classes:
-                    best = max(row.classes, key=lambda c: c.score)
-                    values.append(index.get(best.label, -1))
-        elif kind == "regress_log" and task == "regression":
-            values.extend(r.value for r in entry.log.regress_log.response.result.regressions)
+        values.extend(request_predictions(entry, task=task, class_index=index))
     if task == "classification":
         return np.asarray([v for v in values if v >= 0], dtype=np.int64)
     return np.asarray(values, dtype=np.float64)
+
+
+def request_predictions(entry: LoggedRequest, *, task: str, class_index: Mapping[str, int]) -> list[Any]:
+    """The served outputs of one logged request: class indices (-1: a label not in `class_index`)
+    for classification, values for regression."""
+    import tensorflow as tf
+
+    kind = entry.kind
+    if kind == "predict_log":
+        outputs = entry.log.predict_log.response.outputs
+        if task == "classification":
+            if "class_id" in outputs:
+                return tf.make_ndarray(outputs["class_id"]).reshape(-1).tolist()
+            if "probabilities" in outputs:
+                return tf.make_ndarray(outputs["probabilities"]).argmax(-1).reshape(-1).tolist()
+            return []
+        for name in ("prediction", "outputs"):
+            if name in outputs:
+                return tf.make_ndarray(outputs[name]).reshape(-1).tolist()
+        return []
+    if kind == "classify_log" and task == "classification":
+        values = []
+        for row in entry.log.classify_log.response.result.classifications:
+            if row.classes:
+                best = max(row.classes, key=lambda c: c.score)
+                values.append(class_index.get(best.label, -1))
+        return values
+    if kind == "regress_log" and task == "regression":
+        return [r.value for r in entry.log.regress_log.response.result.regressions]
+    return []
 
 
 def warmup_records(logs: Sequence[LoggedRequest], *, model_name: str, limit: int = 100) -> list[Any]:

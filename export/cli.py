@@ -378,6 +378,9 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
               help="Only requests logged in the last DURATION, e.g. 30m, 6h, 7d (by log_metadata.timestamp_secs).")
 @click.option("--skew-version", type=click.IntRange(min=1), default=None,
               help="Also run the logged inputs through this version and report how many rows it answers differently.")
+@click.option("--skew-sample", "skew_sample_rows", type=click.IntRange(min=1), default=None, metavar="ROWS",
+              help="With --skew-version: run at most this many logged rows (a uniform sample) through both versions. "
+                   "[default: 10000]")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Write the JSON report here ('-': stdout).")
 @click.option("--plots", "plots_dir", default=None, metavar="DIR", help="Write a PNG per drifted feature here.")
 @click.option("--metrics-port", type=click.IntRange(min=1, max=65535), default=None,
@@ -385,7 +388,8 @@ def export_command(source: str, model_name: str, base_path: str, version: int | 
 @click.option("--interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
               help="With --metrics-port: seconds between checks.")
 def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None, base_path: str,
-                    thresholds_file: str | None, window: str | None, skew_version: int | None, json_path: str | None,
+                    thresholds_file: str | None, window: str | None, skew_version: int | None,
+                    skew_sample_rows: int | None, json_path: str | None,
                     plots_dir: str | None, metrics_port: int | None, interval: float) -> None:
     """Compare logged requests with a version's data profile: drift per feature, prediction drift, skew.
 
@@ -396,7 +400,7 @@ def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None,
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tfstack.export._monitor import DriftThresholds, read_drift_thresholds
+    from tfstack.export._monitor import SKEW_SAMPLE_ROWS, DriftThresholds, read_drift_thresholds
 
     try:
         thresholds = read_drift_thresholds(thresholds_file) if thresholds_file else DriftThresholds()
@@ -406,7 +410,8 @@ def monitor_command(logs: tuple[str, ...], model_name: str, version: int | None,
     repo = ModelRepository(base_path)
 
     def check() -> dict[str, Any]:
-        return _monitor_once(repo, logs, model_name, version, thresholds, skew_version, seconds)
+        return _monitor_once(repo, logs, model_name, version, thresholds, skew_version, seconds,
+                             skew_sample_rows or SKEW_SAMPLE_ROWS)
 
     report = check()
     _print_monitor(report)
@@ -436,31 +441,50 @@ def _duration_seconds(text: str) -> float:
 
 
 def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str, version: int | None,
-                  thresholds: Any, skew_version: int | None, window_seconds: float | None = None) -> dict[str, Any]:
+                  thresholds: Any, skew_version: int | None, window_seconds: float | None = None,
+                  skew_sample_rows: int = 0) -> dict[str, Any]:
+    """One pass over the logs, record by record (memory bounded by the profile, not the logs); a
+    first pass over the records' metadata only when the version must be picked from the logs."""
+    import time
     from collections import Counter
 
-    from tfstack.export._monitor import drift_report, version_skew
-    from tfstack.export._prediction_logs import read_prediction_logs
+    from tfstack.export._monitor import DriftAccumulator, version_skew
+    from tfstack.export._prediction_logs import iter_prediction_logs, log_paths
     from tfstack.export._profile import read_profile
 
     try:
-        records = read_prediction_logs(list(logs), model_name=model_name)
+        paths = log_paths(list(logs))
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="LOGS") from exc
-    if not records:
-        raise click.ClickException(f"The logs hold no request for model {model_name!r}.")
-    if window_seconds is not None:
-        import time
+    since = time.time() - window_seconds if window_seconds is not None else None
 
-        since = time.time() - window_seconds
-        records = [r for r in records if r.timestamp >= since]
-        if not records:
+    def records():
+        try:
+            for entry in iter_prediction_logs(paths, model_name=model_name):
+                counted["model"] += 1
+                if since is None or entry.timestamp >= since:
+                    yield entry
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="LOGS") from exc
+
+    def require_records() -> None:
+        if not counted["model"]:
+            raise click.ClickException(f"The logs hold no request for model {model_name!r}.")
+        if window_seconds is not None and not counted["window"]:
             raise click.ClickException(
                 f"The logs hold no request for model {model_name!r} in the last {window_seconds:g} seconds."
             )
+
+    counted: Counter[str] = Counter()
     with _errors():
         if version is None:
-            served = Counter(r.version for r in records if r.version is not None)
+            served: Counter[int] = Counter()
+            for entry in records():
+                counted["window"] += 1
+                if entry.version is not None:
+                    served[entry.version] += 1
+            require_records()
+            counted.clear()
             version = served.most_common(1)[0][0] if served else repo.latest(model_name)
             if version is None:
                 raise click.ClickException(f"Model {model_name!r} has no versions under {repo.base_path}.")
@@ -471,10 +495,16 @@ def _monitor_once(repo: ModelRepository, logs: tuple[str, ...], model_name: str,
                 f"Version {version} of {model_name!r} has no data profile (assets.extra/data_profile.json); "
                 "publish it with `tfstack train`, or `tfstack export --sample`, to get one."
             )
+        drift = DriftAccumulator(profile, skew_sample_rows=skew_sample_rows if skew_version is not None else 0)
+        for entry in records():
+            counted["window"] += 1
+            drift.add(entry)
+        require_records()
         skew = None
         if skew_version is not None:
-            skew = version_skew(records, profile, path, repo.version_path(model_name, skew_version), other_version=skew_version)
-        return drift_report(records, profile, model_name=model_name, version=version, thresholds=thresholds, skew=skew)
+            skew = version_skew(drift.skew_sample(), profile, path, repo.version_path(model_name, skew_version),
+                                other_version=skew_version, logged_rows=drift.rows, sample_limit=skew_sample_rows)
+        return drift.report(model_name=model_name, version=version, thresholds=thresholds, skew=skew)
 
 
 def _print_monitor(report: dict[str, Any]) -> None:
@@ -503,7 +533,8 @@ def _print_monitor(report: dict[str, Any]) -> None:
     console.print(table)
     skew = report.get("skew")
     if skew:
-        console.print(f"skew against version {skew['other_version']}: {skew['differing_rows']} of {skew['rows']} rows "
+        sampled = f" (a sample of the {skew['logged_rows']} logged)" if skew.get("logged_rows", skew["rows"]) > skew["rows"] else ""
+        console.print(f"skew against version {skew['other_version']}: {skew['differing_rows']} of {skew['rows']} rows{sampled} "
                       f"answered differently ({skew['rate']:.2%})")
     if report["alerts"]:
         for alert in report["alerts"]:

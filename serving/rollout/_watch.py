@@ -7,7 +7,8 @@ application traffic, or `ProbeMetrics`, which sends sample requests itself) and 
 
 With a `DriftCheck` it also asks whether the inputs the canary received (the server's request
 logs, `logging_config`) still look like the data its version was trained on, with the
-thresholds and measures of `tfstack monitor` (`tfstack.export.drift_report`).
+thresholds and measures of `tfstack monitor` (`tfstack.export.DriftAccumulator`), reading only the
+records logged since its previous window.
 """
 
 from __future__ import annotations
@@ -133,12 +134,14 @@ class WatchResult:
 class DriftCheck:
     """Do the inputs the canary received still look like its version's training data?
 
-    Each call reads the request logs (`logs`: the model's logging_config filename_prefix, a
-    directory or .tfrecord files), keeps the requests the canary version answered since `since`
-    (leaving out rollout's own: request id `ROLLOUT_REQUEST_ID`, the probes and the infra gate)
-    and, once they hold `min_rows` rows, compares them with the version's
-    `assets.extra/data_profile.json` under `thresholds`, exactly as `tfstack monitor` does.
-    Reading the logs imports TensorFlow (TFRecord files of PredictionLog).
+    Each call reads what was appended to the request logs (`logs`: the model's logging_config
+    filename_prefix, a directory or .tfrecord files) since the previous call, counts the
+    requests the canary version answered since `since` (leaving out rollout's own: request id
+    `ROLLOUT_REQUEST_ID`, the probes and the infra gate) into running drift statistics and, once
+    they hold `min_rows` rows, compares them with the version's `assets.extra/data_profile.json`
+    under `thresholds`, exactly as `tfstack monitor` does. Memory is bounded by the profile and a
+    window costs only the records logged during it; a new canary version (or a new `since`)
+    starts over. Reading the logs imports TensorFlow (TFRecord files of PredictionLog).
 
     Example:
         >>> drift = DriftCheck("/var/log/tfstack/iris", export.read_drift_thresholds("drift.json"))
@@ -165,6 +168,10 @@ class DriftCheck:
         self.thresholds = thresholds or export.DriftThresholds()
         self.min_rows = min_rows
         self.last_report: dict[str, Any] | None = None  # the latest drift report (JSON-able), for callers
+        # What is being watched -> the log reader (per-file offsets) and the running statistics.
+        self._watched: tuple[str, int, str, float | None] | None = None
+        self._tail: Any = None  # export.PredictionLogTail
+        self._drift: Any = None  # export.DriftAccumulator
 
     def __repr__(self) -> str:
         return f"DriftCheck({self.logs!r}, min_rows={self.min_rows})"
@@ -179,27 +186,32 @@ class DriftCheck:
         """
         from tfstack import export
 
-        profile = export.read_profile(version_dir)
-        if profile is None:
-            raise RolloutError(
-                f"Version {version} of {model_name!r} has no data profile ({version_dir}/assets.extra/data_profile.json) "
-                "to compare its logged requests with; publish it with `tfstack train` or `tfstack export --sample`."
-            )
+        watched = (model_name, version, str(version_dir), since)
+        if watched != self._watched:
+            profile = export.read_profile(version_dir)
+            if profile is None:
+                raise RolloutError(
+                    f"Version {version} of {model_name!r} has no data profile ({version_dir}/assets.extra/data_profile.json) "
+                    "to compare its logged requests with; publish it with `tfstack train` or `tfstack export --sample`."
+                )
+            self._tail = export.PredictionLogTail(self.logs, model_name=model_name)
+            self._drift = export.DriftAccumulator(profile)
+            self._watched = watched
         try:
-            records = export.read_prediction_logs(self.logs, model_name=model_name)
+            for record in self._tail.read():
+                if record.version == version and record.request_id != ROLLOUT_REQUEST_ID and (
+                    since is None or record.timestamp >= since
+                ):
+                    self._drift.add(record)
         except ValueError as exc:
             # The server creates its first log file with the first logged request.
             if "no log files found" in str(exc):
                 return None
             raise RolloutError(f"Cannot read the request logs {self.logs}: {exc}") from exc
-        canary = [
-            r for r in records
-            if r.version == version and r.request_id != ROLLOUT_REQUEST_ID and (since is None or r.timestamp >= since)
-        ]
-        if not canary:
+        if not self._drift.records:
             return None
         try:
-            report = export.drift_report(canary, profile, model_name=model_name, version=version, thresholds=self.thresholds)
+            report = self._drift.report(model_name=model_name, version=version, thresholds=self.thresholds)
         except ValueError as exc:
             raise RolloutError(str(exc)) from exc
         self.last_report = report
