@@ -24,6 +24,7 @@ Example:
 from tfstack.export._errors import (
     CorruptVersionError,
     ExportError,
+    LogsNotFoundError,
     RepositoryError,
     SchemaChangeError,
     VerificationError,
@@ -56,6 +57,7 @@ __all__ = [
     "ExportError",
     "ExportSpec",
     "LoggedRequest",
+    "LogsNotFoundError",
     "FeatureSpec",
     "ModelRepository",
     "PredictionLogTail",

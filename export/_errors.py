@@ -29,3 +29,8 @@ class VerificationError(ExportError):
 
 class SchemaChangeError(RepositoryError):
     """A new version would break the existing model's clients (inputs or outputs changed); nothing was written."""
+
+
+class LogsNotFoundError(ExportError, ValueError):
+    """No request log file matches the given path, directory or filename prefix (yet: a server
+    creates its first log file with the first logged request). A ValueError too, as before."""

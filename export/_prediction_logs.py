@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from tfstack.export._errors import LogsNotFoundError
 from tfstack.export._spec import FeatureSpec
 
 logger = logging.getLogger("tfstack.export")
@@ -66,7 +67,7 @@ def log_paths(target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
     the order they were written in.
 
     Raises:
-        ValueError: nothing matches.
+        LogsNotFoundError: nothing matches (a ValueError).
     """
     targets = [target] if isinstance(target, (str, os.PathLike)) else list(target)
     found: list[Path] = []
@@ -79,7 +80,7 @@ def log_paths(target: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
         elif path.parent.is_dir():
             found.extend(sorted(p for p in path.parent.glob(f"{path.name}-*{LOG_SUFFIX}") if p.is_file()))
     if not found:
-        raise ValueError(
+        raise LogsNotFoundError(
             "Expected request logs: a .tfrecord file, a directory of them, or a logging_config filename_prefix. "
             f"Received: {[str(t) for t in targets]} (no log files found)"
         )

@@ -203,10 +203,9 @@ class DriftCheck:
                     since is None or record.timestamp >= since
                 ):
                     self._drift.add(record)
+        except export.LogsNotFoundError:
+            return None  # the server creates its first log file with the first logged request
         except ValueError as exc:
-            # The server creates its first log file with the first logged request.
-            if "no log files found" in str(exc):
-                return None
             raise RolloutError(f"Cannot read the request logs {self.logs}: {exc}") from exc
         if not self._drift.records:
             return None

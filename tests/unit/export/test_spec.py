@@ -38,6 +38,7 @@ def test_public_api_is_explicit():
         "ExportSpec",
         "FeatureSpec",
         "LoggedRequest",
+        "LogsNotFoundError",
         "ModelRepository",
         "PredictionLogTail",
         "PublishedVersion",
