@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tfstack.serving.testing._harness import _sigterm_when_parent_dies
 from tests.support.models import build_half_plus
 from tests.support.server import free_port, start_server
 from tests.support.tls import make_pki
@@ -310,7 +311,8 @@ def _run_servers(block: Block, cwd: Path) -> None:
         log = cwd / f"server-{free_port()}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(["bash", "-c", "exec " + _with_ports(command, free_port(), free_port())],
-                                       cwd=cwd, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
+                                       cwd=cwd, env=_environment(), stdout=out, stderr=subprocess.STDOUT,
+                                       preexec_fn=_sigterm_when_parent_dies())
         try:
             deadline = time.monotonic() + 120
             while "Exporting HTTP/REST API at:" not in log.read_text(errors="replace"):
