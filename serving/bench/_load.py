@@ -5,8 +5,8 @@ request, or a baseline), a concurrency or an open-loop rate, a batch size, a loa
 The empty request is model status (REST `GET /v1/models/<name>`, gRPC `GetModelStatus`): the
 server's whole stack without tensor work, answered by any TF-Serving-compatible server.
 
-Load comes from the C load generators (wrk for REST, h2load for gRPC; tfstack.serving.bench._native)
-when they are installed, or from fresh Python worker processes (spawned, so gRPC never crosses a
+Load comes from the C load generators (wrk for REST, h2load for gRPC; tfstack.serving.bench._native;
+a replay over REST from wrk too, over gRPC from Python) when they are installed, or from fresh Python worker processes (spawned, so gRPC never crosses a
 fork), each an asyncio loop with its share of the concurrent users; the parent only coordinates,
 shows progress and computes the statistics, so the load generator never shares an interpreter
 with the server or with the report.
@@ -446,7 +446,8 @@ def run_scenario(
     if scenario.kind == KIND_REPLAY and not replay:
         raise ValueError(f"A {KIND_REPLAY} scenario needs the logged requests. Received: replay=()")
     if scenario.generator != GENERATOR_PYTHON:
-        return _run_native(scenario, target=target, payloads=payloads, limits=limits, on_progress=on_progress)
+        return _run_native(scenario, target=target, payloads=payloads, limits=limits, on_progress=on_progress,
+                           replay=replay)
     load = scenario.kind in (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY)
     users_total = scenario.concurrency if scenario.rate is None else 0
     n = max(1, min(processes, users_total) if scenario.rate is None else processes) if load else 1
@@ -539,18 +540,26 @@ def run_scenario(
 
 
 def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Payload], limits: Limits,
-                on_progress: Callable[[int, float], None] | None) -> Measurement:
-    """One closed-loop scenario from wrk (REST) or h2load (gRPC); see tfstack.serving.bench._native."""
+                on_progress: Callable[[int, float], None] | None, replay: Sequence[ReplayRequest] = ()) -> Measurement:
+    """One closed-loop scenario from wrk (REST) or h2load (gRPC); see tfstack.serving.bench._native.
+
+    A REST replay runs on wrk with the logged bodies cycled in log order (`run_wrk_replay`); gRPC
+    replay stays on the Python generator (h2load sends one request file).
+    """
     from tfstack.serving.bench import _native as native
 
     expected = {"rest": GENERATOR_WRK, "grpc": GENERATOR_H2LOAD}[scenario.protocol]
-    if scenario.generator != expected or scenario.rate is not None or scenario.kind not in (KIND_PREDICT, KIND_FLOOR):
+    kinds = (KIND_PREDICT, KIND_FLOOR, KIND_REPLAY) if scenario.protocol == "rest" else (KIND_PREDICT, KIND_FLOOR)
+    if scenario.generator != expected or scenario.rate is not None or scenario.kind not in kinds:
         raise ValueError(f"{scenario.generator} cannot run {scenario.label}: C load generators run closed-loop "
-                         f"{KIND_PREDICT}/{KIND_FLOOR} load, wrk over REST and h2load over gRPC.")
+                         f"{KIND_PREDICT}/{KIND_FLOOR} load, wrk over REST (and {KIND_REPLAY}) and h2load over gRPC.")
     if limits.duration is None:
         raise ValueError("C load generators run for a duration; give `duration`, not `requests`.")
     address = target.rest_url if scenario.protocol == "rest" else target.grpc_target
     assert address is not None  # a scenario's protocol always has its target
+    if scenario.kind == KIND_REPLAY:
+        return _run_wrk_replay(scenario, address=address, model_name=target.model_name, limits=limits,
+                               on_progress=on_progress, replay=replay)
     payload = payloads[scenario.batch_size] if scenario.kind == KIND_PREDICT and scenario.batch_size is not None else None
     if scenario.protocol == "rest":
         request = (native.rest_predict_request(address, target.model_name, payload.rest_body) if payload is not None
@@ -564,6 +573,27 @@ def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Pa
         result = run(request, concurrency=scenario.concurrency, duration=limits.duration, timeout=limits.timeout)
     except native.NativeToolError as exc:
         raise BenchError(f"{scenario.label}: {exc}") from exc
+    return _native_measurement(scenario, result, on_progress)
+
+
+def _run_wrk_replay(scenario: Scenario, *, address: str, model_name: str, limits: Limits,
+                    on_progress: Callable[[int, float], None] | None, replay: Sequence[ReplayRequest]) -> Measurement:
+    """A REST replay from wrk: first `warmup` logged bodies (at least one) from Python, each checked, then wrk."""
+    from tfstack.serving.bench import _native as native
+
+    assert limits.duration is not None  # checked by _run_native
+    request = native.rest_predict_request(address, model_name, b"")
+    bodies = [(r.rest_body, r.batch_size) for r in replay]
+    try:
+        native.check_and_warm_up(request, count=limits.warmup, timeout=limits.timeout, bodies=[b for b, _ in bodies])
+        result = native.run_wrk_replay(request, bodies, concurrency=scenario.concurrency, duration=limits.duration,
+                                       timeout=limits.timeout)
+    except native.NativeToolError as exc:
+        raise BenchError(f"{scenario.label}: {exc}") from exc
+    return _native_measurement(scenario, result, on_progress)
+
+
+def _native_measurement(scenario: Scenario, result: Any, on_progress: Callable[[int, float], None] | None) -> Measurement:
     stats = LatencyStats(
         requests=result.requests, errors=result.errors, elapsed_s=result.elapsed_s, throughput_rps=result.throughput_rps,
         mean_ms=result.mean_ms, p50_ms=result.p50_ms, p90_ms=result.p90_ms, p95_ms=result.p95_ms, p99_ms=result.p99_ms,
@@ -572,7 +602,8 @@ def _run_native(scenario: Scenario, *, target: Target, payloads: Mapping[int, Pa
     if on_progress is not None:
         on_progress(result.requests + result.errors, result.elapsed_s)
     samples = (f"{result.errors} failed requests (the tool reports counts, not texts)",) if result.errors else ()
-    return Measurement(scenario=scenario, stats=stats, processes=1, load_avg_1m=os.getloadavg()[0], error_samples=samples)
+    return Measurement(scenario=scenario, stats=stats, processes=1, load_avg_1m=os.getloadavg()[0], error_samples=samples,
+                       examples=result.examples if scenario.kind == KIND_REPLAY else None)
 
 
 def expected_requests(scenario: Scenario, limits: Limits) -> int | None:

@@ -142,9 +142,9 @@ def plan_scenarios(
     Args:
         generators: protocol -> load generator of its closed-loop runs (default: "python");
             open-loop runs always use the Python generator.
-        replay: the Predict load is logged requests (KIND_REPLAY, batch size as logged, Python
-            generator only) instead of one request per batch size; `batch_sizes` and the
-            baselines (which need one fixed request) do not apply.
+        replay: the Predict load is logged requests (KIND_REPLAY, batch size as logged; REST on the
+            Python generator or wrk, gRPC on the Python generator only) instead of one request
+            per batch size; `batch_sizes` and the baselines (which need one fixed request) do not apply.
     """
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if not protocols or unknown:
@@ -159,9 +159,8 @@ def plan_scenarios(
     if bad:
         raise ValueError(f"`generators` values must be among {GENERATORS}. Received: generators={generators!r}")
     if replay:
-        native = {p: g for p, g in generators.items() if g != GENERATOR_PYTHON}
-        if native:
-            raise ValueError("Replay load comes from the Python generator (wrk and h2load repeat one request). "
+        if generators.get("grpc", GENERATOR_PYTHON) != GENERATOR_PYTHON:
+            raise ValueError("gRPC replay load comes from the Python generator (h2load sends one request file). "
                              f"Received: generators={generators!r}")
         if baselines:
             raise ValueError("The baselines send one fixed request; they do not run with replay. "

@@ -4,7 +4,8 @@ Either starts the embedded server itself (`--model-base-path`, free loopback por
 with batching) or targets a running one (`--rest URL --grpc TARGET`; loopback unless
 `--allow-remote`). Load comes from wrk and h2load when installed (`--load-generator`). With
 `--replay LOGS` the Predict load is the requests `tfstack serve` logged (their inputs and batch
-sizes, in log order) from the Python generator. Writes bench.csv, bench.json, bench.md and
+sizes, in log order): over REST from wrk when installed, over gRPC from the Python generator
+(h2load sends one request file). Writes bench.csv, bench.json, bench.md and
 bench.png into `--output-dir`.
 """
 
@@ -85,7 +86,8 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
               show_default=True,
               help="Who sends the closed-loop load: c = wrk (REST) and h2load (gRPC), whose numbers are the server's; "
                    "python = tfstack's asyncio workers; auto = the C tool of each protocol when installed and a "
-                   "--duration is used, else Python.")
+                   "--duration is used, else Python. With --replay, c and auto apply to REST (wrk); gRPC replay "
+                   "always comes from Python.")
 @click.option("--protocol", "protocols", default="grpc,rest", show_default=True, callback=_choice_list(("grpc", "rest")),
               help="Protocols to measure.")
 @click.option("--concurrency", "concurrencies", default=DEFAULT_CONCURRENCY, show_default=True, callback=_int_list,
@@ -109,8 +111,9 @@ def _server(options: dict[str, Any], batching: str, workdir: Path) -> Iterator[t
 @click.option("--replay", "replay_logs", multiple=True, metavar="LOGS",
               help="Send the Predict requests `tfstack serve` logged for --model-name (models.config logging_config): "
                    "a .tfrecord log, a directory of them or a filename_prefix; repeatable. Each request keeps its "
-                   "logged inputs, batch size and signature; the load cycles through them in log order, from the "
-                   "Python generator. Not with --input, --batch-sizes or --signature-name; no baselines.")
+                   "logged inputs, batch size and signature; the load cycles through them in log order: REST from wrk "
+                   "when installed (see --load-generator), gRPC from the Python generator (h2load sends one request "
+                   "file). Not with --input, --batch-sizes or --signature-name; no baselines.")
 @click.option("--enable_batching", "enable_batching", is_flag=True, help="Start the embedded server with --enable_batching=true.")
 @click.option("--batching", "batching_modes", default=None, callback=lambda c, p, v: _choice_list(("off", "on"))(c, p, v) if v else None,
               help="Embedded server batching settings to compare, e.g. off,on (one server per setting).")
@@ -273,11 +276,7 @@ def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
 
     choice = options["load_generator"]
     if options["replay_logs"]:
-        if choice == "c":
-            raise ValueError("wrk and h2load repeat one request; --replay cycles through the logged ones and runs on the "
-                             "Python generator. Received: --load-generator c --replay")
-        return ({p: bench_api.GENERATOR_PYTHON for p in options["protocols"]},
-                ["Load from the Python generator: wrk and h2load repeat one request, a replay sends many."])
+        return _replay_generators(options)
     if choice == "python":
         return {p: bench_api.GENERATOR_PYTHON for p in options["protocols"]}, []
     if options["requests"] is not None:
@@ -296,6 +295,38 @@ def _generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
             generators[protocol] = bench_api.GENERATOR_PYTHON
             notes.append(f"{_bench_native.missing_tool_message(protocol)}. {protocol.upper() if protocol == 'rest' else 'gRPC'} "
                          "load comes from the Python generator, which shares the CPUs with the server.")
+    return generators, notes
+
+
+def _replay_generators(options: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """--replay: REST from wrk (it cycles through the logged bodies) when installed and asked for; gRPC always
+    from the Python generator, because h2load sends one request file. With --load-generator c, gRPC falls
+    back to Python with a note (refusing would make `c` unusable with the default --protocol grpc,rest),
+    and a missing wrk is refused."""
+    from tfstack.serving import bench as bench_api
+    from tfstack.serving.bench import _native as _bench_native
+
+    choice, protocols = options["load_generator"], options["protocols"]
+    generators = {p: bench_api.GENERATOR_PYTHON for p in protocols}
+    notes: list[str] = []
+    if "rest" in protocols and choice != "python":
+        if options["requests"] is not None:
+            if choice == "c":
+                raise ValueError(f"wrk runs for a --duration, not a number of requests. Received: "
+                                 f"--load-generator c --replay --requests {options['requests']}")
+            notes.append("REST replay load from the Python generator: wrk runs for a --duration, not --requests.")
+        elif _bench_native.find_tool("rest") is not None:
+            generators["rest"] = bench_api.GENERATOR_WRK
+            notes.append("REST replay load from wrk: one connection per wrk thread, each cycling through the logged "
+                         "bodies in log order from its own place in the log.")
+        elif choice == "c":
+            raise ValueError(f"--load-generator c --replay: {_bench_native.missing_tool_message('rest')}")
+        else:
+            notes.append(f"{_bench_native.missing_tool_message('rest')}. REST replay load comes from the Python "
+                         "generator, which shares the CPUs with the server.")
+    if "grpc" in protocols and choice != "python":
+        notes.append("gRPC replay load from the Python generator: h2load sends one request file, a replay sends many"
+                     + (" (--load-generator c applies to REST only with --replay)." if choice == "c" else "."))
     return generators, notes
 
 

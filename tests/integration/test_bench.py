@@ -221,6 +221,78 @@ def test_bench_replays_the_logged_requests_with_their_batch_sizes(model_base: Pa
         assert row["examples_per_s"] * row["elapsed_s"] == pytest.approx(2 * sum(LOGGED_BATCHES)), row
 
 
+WRK_MISSING = "wrk is not installed (apt-get install wrk); REST replay on wrk cannot run here"
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason=WRK_MISSING)
+def test_bench_replays_rest_on_wrk_and_counts_the_logged_batch_sizes_it_sent(model_base: Path, request_logs: Path,
+                                                                              tmp_path: Path):
+    out = tmp_path / "report"
+    result = _bench(
+        "--model-name", "half_plus_two", "--model-base-path", str(model_base), "--replay", str(request_logs),
+        "--protocol", "rest", "--load-generator", "c", "--concurrency", "1,3", "--duration", "1", "--warmup", "1",
+        "--no-floor", "--output-dir", str(out),
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "REST replay load from wrk" in result.stdout
+    rows = json.loads((out / "bench.json").read_text())["measurements"]
+    assert [(r["kind"], r["concurrency"], r["batch_size"], r["generator"]) for r in rows] == [
+        ("replay", 1, None, "wrk"), ("replay", 3, None, "wrk")]
+    cycle = sum(LOGGED_BATCHES)
+    for row in rows:
+        assert row["errors"] == 0 and row["requests"] > len(LOGGED_BATCHES), row
+        examples = row["examples_per_s"] * row["elapsed_s"]
+        full, rest = divmod(row["requests"], len(LOGGED_BATCHES))
+        if row["concurrency"] == 1:
+            # One connection from the log's start, in log order: whole cycles plus the first `rest` requests.
+            assert examples == pytest.approx(full * cycle + sum(LOGGED_BATCHES[:rest])), row
+        else:
+            # Three connections from their own places: each is off a whole number of cycles by at most the
+            # largest partial-cycle deviation from the mean batch size (2.25 examples for 1, 3, 2, 5).
+            assert abs(examples - row["requests"] * cycle / len(LOGGED_BATCHES)) <= 3 * 2.25 + 1e-6, row
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason=WRK_MISSING)
+def test_wrk_replay_sends_every_body_byte_for_byte_in_log_order_and_counts_answered_examples(tmp_path: Path):
+    """Against a stdlib HTTP server on 127.0.0.1 that records each body and refuses one of them."""
+    import http.server
+    import threading
+
+    from tfstack.serving.bench import _native as native
+
+    seen: list[bytes] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(body)
+            self.send_response(400 if body == b"refused" else 200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    bodies = [(b'{"inputs": [1]}', 1), (b"line\nbreak ]] \x00\xff\r\n\r\n", 3), (b"refused", 7), (b"{}", 5)]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        request = native.rest_predict_request(f"http://127.0.0.1:{server.server_port}", "m", b"")
+        result = native.run_wrk_replay(request, bodies, concurrency=1, duration=1, timeout=5, workdir=tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    answered = result.requests + result.errors
+    assert answered >= len(bodies) and len(seen) - answered in (0, 1)  # at most the one in flight when wrk stopped
+    assert seen == [bodies[i % len(bodies)][0] for i in range(len(seen))]  # from the start, in order, exact bytes
+    sent = [bodies[i % len(bodies)] for i in range(answered)]
+    assert result.errors == sum(1 for body, _ in sent if body == b"refused")
+    assert result.examples == sum(batch for body, batch in sent if body != b"refused")
+
+
 def test_bench_replay_errors_are_one_line_and_exit_2(model_base: Path, request_logs: Path, tmp_path: Path, caplog):
     base = ("--model-base-path", str(model_base), "--output-dir", str(tmp_path / "out"))
     cases = {

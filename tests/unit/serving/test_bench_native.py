@@ -144,3 +144,61 @@ def test_native_result_without_answers_has_nan_latency():
               '"mean_us":0,"max_us":0,"p50_us":0, "p90_us":0, "p95_us":0, "p99_us":0}')
     result = native.parse_wrk_output(stdout)
     assert result.requests == 0 and result.errors == 3 and math.isnan(result.p50_ms)
+
+
+# ------------------------------------------------------------------------------ REST replay on wrk
+
+
+ODD_BODIES = [(b'{"inputs": [1]}', 1), (b"line\nbreak ]] ]=] \x00\xff\r\n", 3), (b"", 2), (b"7 9\n", 5)]
+
+
+def _read_records(data: bytes) -> list[tuple[bytes, int]]:
+    """Read the records as the Lua script does: a "<length> <batch>" line, then exactly <length> bytes."""
+    records, position = [], 0
+    while position < len(data):
+        end = data.index(b"\n", position)
+        length, batch = (int(x) for x in data[position:end].split(b" "))
+        records.append((data[end + 1:end + 1 + length], batch))
+        position = end + 1 + length
+    return records
+
+
+def test_replay_records_hold_any_bytes_and_their_offsets(tmp_path: Path):
+    path = tmp_path / "records.bin"
+    offsets = native.write_replay_records(path, ODD_BODIES)
+    data = path.read_bytes()
+    assert _read_records(data) == ODD_BODIES  # newlines, NULs, invalid UTF-8, empty: all back byte for byte
+    assert [_read_records(data[offset:])[0] for offset in offsets] == ODD_BODIES
+    with pytest.raises(ValueError, match="Expected at least one body"):
+        native.write_replay_records(path, [])
+    with pytest.raises(ValueError, match=r"batch size .* Received: -1"):
+        native.write_replay_records(path, [(b"{}", -1)])
+
+
+def test_each_wrk_connection_starts_at_its_own_place_in_the_log():
+    offsets = [0, 10, 20, 30, 40, 50, 60, 70]
+    assert native.replay_starts(offsets, 1) == [0]
+    assert native.replay_starts(offsets, 4) == [0, 20, 40, 60]  # like the Python workers: k * n // C
+    assert native.replay_starts(offsets[:2], 3) == [0, 0, 10]  # more connections than requests
+
+
+def test_the_replay_script_reads_the_records_file_and_counts_examples_per_answer(tmp_path: Path):
+    request = native.rest_predict_request("http://127.0.0.1:8501", "digits", b"")
+    records = tmp_path / "odd ]] path" / "records.bin"
+    script = native.wrk_replay_script(request, records, [0, 123, 4567])
+    assert "local starts = { 0, 123, 4567 }" in script
+    assert f"io.open([=[{records}]=], \"rb\")" in script  # a long bracket the path cannot close early
+    assert "wrk.method = [[POST]]" in script and "wrk.headers[ [[Content-Type]] ] = [[application/json]]" in script
+    assert "request = function()" in script and "wrk.format(nil, nil, nil, body)" in script
+    # One connection per thread: the answer belongs to the request just sent; errors as wrk counts them.
+    assert "if status < 400 then\n    examples = examples + current" in script
+    assert 'thread:get("examples")' in script and '"examples":%d' in script and "TFSTACK_WRK" in script
+    assert "inputs" not in script  # no body is inlined into the script
+
+
+def test_the_wrk_summary_carries_the_replayed_examples():
+    stdout = ('TFSTACK_WRK {"requests":40,"duration_us":1000000,"connect":0,"read":0,"write":0,"status":2,"timeout":0,'
+              '"mean_us":900,"max_us":5000,"p50_us":800, "p90_us":1000, "p95_us":1200, "p99_us":4000,"examples":107}')
+    result = native.parse_wrk_output(stdout)
+    assert (result.requests, result.errors, result.examples) == (38, 2, 107)
+    assert native.parse_wrk_output(WRK_STDOUT).examples is None  # a fixed request: examples = requests x batch size

@@ -105,7 +105,7 @@ def test_each_worker_cycles_in_log_order_from_its_own_start_and_rewinds_after_wa
     assert cycle.take().batch_size == 3
 
 
-def test_replay_scenarios_replace_the_batch_size_sweep_and_run_on_the_python_generator():
+def test_replay_scenarios_replace_the_batch_size_sweep_rest_may_run_on_wrk_grpc_on_python():
     scenarios = bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(1, 4), batch_sizes=(1, 8), rate=50.0,
                                      baselines=False, replay=True)
     assert [(s.kind, s.protocol, s.concurrency if s.rate is None else s.rate) for s in scenarios] == [
@@ -115,9 +115,13 @@ def test_replay_scenarios_replace_the_batch_size_sweep_and_run_on_the_python_gen
     replayed = [s for s in scenarios if s.kind == "replay"]
     assert all(s.batch_size is None and s.generator == "python" for s in replayed)
     assert replayed[0].label == "replay grpc c=1 b=logged batching=off"
-    with pytest.raises(ValueError, match="Python generator"):
-        bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), baselines=False, replay=True,
-                             generators={"rest": "wrk"})
+    on_wrk = bench.plan_scenarios(protocols=("grpc", "rest"), concurrencies=(2,), batch_sizes=(1,), baselines=False,
+                                  floor=False, replay=True, generators={"rest": "wrk"})
+    assert [(s.protocol, s.generator) for s in on_wrk] == [("grpc", "python"), ("rest", "wrk")]
+    assert on_wrk[1].label == "replay rest (wrk) c=2 b=logged batching=off"
+    with pytest.raises(ValueError, match="gRPC replay load comes from the Python generator .*h2load"):
+        bench.plan_scenarios(protocols=("grpc",), concurrencies=(1,), batch_sizes=(1,), baselines=False, replay=True,
+                             generators={"grpc": "h2load"})
     with pytest.raises(ValueError, match="baselines=True, replay=True"):
         bench.plan_scenarios(protocols=("rest",), concurrencies=(1,), batch_sizes=(1,), replay=True)
 
@@ -138,13 +142,55 @@ def test_a_replay_scenario_without_requests_is_refused():
                            payloads={}, limits=Limits(duration=1.0), processes=1)
 
 
-def test_the_c_load_generators_are_refused_with_replay_before_any_log_is_read(tmp_path: Path):
-    from tfstack.serving.bench.cli import _plan
-
+def _replay_options(tmp_path: Path, **overrides):
     options = {"load_generator": "c", "protocols": ("grpc", "rest"), "requests": None, "duration": 2.0, "rest": None,
                "grpc": None, "allow_remote": False, "model_base_path": tmp_path, "warmup": 1, "timeout": 5.0,
                "enable_batching": False, "batching_modes": None, "processes": 1, "concurrencies": (1,),
                "batch_sizes": (1,), "rate": None, "replay_logs": (str(tmp_path / "absent"),), "baselines": True,
                "model_name": "m", "explicit": set()}
-    with pytest.raises(ValueError, match=r"wrk and h2load repeat one request; --replay .* Received: --load-generator c --replay"):
-        _plan(options)
+    options.update(overrides)
+    return options
+
+
+def _tools_on_path(monkeypatch, directory: Path, *tools: str) -> None:
+    directory.mkdir(exist_ok=True)
+    for tool in tools:
+        (directory / tool).write_text("#!/bin/sh\n")
+        (directory / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(directory))
+
+
+def test_replay_sends_rest_from_wrk_and_grpc_from_python_and_says_so(monkeypatch, tmp_path: Path):
+    from tfstack.serving.bench.cli import _generators
+
+    _tools_on_path(monkeypatch, tmp_path / "bin", "wrk", "h2load")
+    for choice in ("auto", "c"):
+        generators, notes = _generators(_replay_options(tmp_path, load_generator=choice))
+        assert generators == {"grpc": "python", "rest": "wrk"}, choice
+        text = " ".join(notes)
+        assert "REST replay load from wrk" in text and "gRPC replay load from the Python generator: h2load" in text
+    assert "applies to REST only" in " ".join(_generators(_replay_options(tmp_path))[1])
+    assert _generators(_replay_options(tmp_path, load_generator="python")) == ({"grpc": "python", "rest": "python"}, [])
+    generators, notes = _generators(_replay_options(tmp_path, load_generator="auto", requests=8, duration=None,
+                                                    protocols=("rest",)))
+    assert generators == {"rest": "python"} and "wrk runs for a --duration" in notes[0]
+
+
+def test_replay_with_load_generator_c_is_refused_when_wrk_is_missing_or_with_requests(monkeypatch, tmp_path: Path):
+    from tfstack.serving.bench.cli import _plan
+
+    _tools_on_path(monkeypatch, tmp_path / "bin", "h2load")  # no wrk
+    # Refused before any log is read (the log path does not exist).
+    with pytest.raises(ValueError, match=r"--load-generator c --replay: wrk .* is not installed.*apt-get install wrk"):
+        _plan(_replay_options(tmp_path))
+    # gRPC alone needs no C tool: it falls back to Python, said in the notes.
+    from tfstack.serving.bench.cli import _generators
+
+    generators, notes = _generators(_replay_options(tmp_path, protocols=("grpc",)))
+    assert generators == {"grpc": "python"} and "h2load sends one request file" in notes[0]
+    # auto without wrk: Python, with the reason.
+    generators, notes = _generators(_replay_options(tmp_path, load_generator="auto", protocols=("rest",)))
+    assert generators == {"rest": "python"} and "apt-get install wrk" in notes[0]
+    _tools_on_path(monkeypatch, tmp_path / "bin", "wrk")
+    with pytest.raises(ValueError, match=r"wrk runs for a --duration.*Received: --load-generator c --replay --requests 8"):
+        _plan(_replay_options(tmp_path, requests=8, duration=None))
