@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.models import build_half_plus
+from tests.support.server import logged_models_config
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 12
@@ -136,19 +137,6 @@ def test_bench_refuses_a_remote_target_before_sending_anything(tmp_path: Path):
 
 # ------------------------------------------------------------------------------------ --replay
 
-_LOGGED_CONFIG = """model_config_list {{
-  config {{
-    name: "half_plus_two" base_path: "{base}" model_platform: "tensorflow"
-    logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: "{logs}/half_plus_two" }}
-                      sampling_config {{ sampling_rate: 1.0 }} }}
-  }}
-  config {{
-    name: "other" base_path: "{base}" model_platform: "tensorflow"
-    logging_config {{ log_collector_config {{ type: "tfrecord" filename_prefix: "{logs}/other" }}
-                      sampling_config {{ sampling_rate: 1.0 }} }}
-  }}
-}}
-"""
 # Batch sizes of the logged Predict requests, in the order they are sent (REST then gRPC).
 LOGGED_BATCHES = (1, 3, 2, 5)
 
@@ -170,7 +158,7 @@ def request_logs(model_base: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     logs = root / "logs"
     logs.mkdir()
     config = root / "models.config"
-    config.write_text(_LOGGED_CONFIG.format(base=model_base, logs=logs))
+    config.write_text(logged_models_config({name: (model_base, f"{logs}/{name}") for name in ("half_plus_two", "other")}))
     with start_server(root, f"--model_config_file={config}") as server:
         with httpx.Client(timeout=30) as client:
             for size in LOGGED_BATCHES[:2]:

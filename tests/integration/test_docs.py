@@ -41,7 +41,7 @@ import pytest
 
 from tfstack.serving.testing._harness import _sigterm_when_parent_dies
 from tests.support.models import build_half_plus
-from tests.support.server import free_port, start_server
+from tests.support.server import free_port, logged_models_config, start_server
 from tests.support.tls import make_pki
 
 pytestmark = pytest.mark.slow
@@ -147,19 +147,6 @@ model.fit(x, y, epochs=2, verbose=0)
 model.save("churn.keras")
 """
 
-MODELS_CONFIG = """model_config_list {{
-  config {{
-    name: "digits"
-    base_path: "{cwd}/models/digits"
-    model_platform: "tensorflow"
-    logging_config {{
-      log_collector_config {{ type: "tfrecord" filename_prefix: "{cwd}/logs/digits" }}
-      sampling_config {{ sampling_rate: 1.0 }}
-    }}
-  }}
-}}
-"""
-
 
 def _legacy_saved_model(path: Path) -> None:
     """A SavedModel exported elsewhere (Keras' own `model.export`): one regression output from x [3]."""
@@ -260,7 +247,7 @@ def _sandbox(tmp_path: Path, reader: Path) -> Path:
     """A copy of the reader's directory (blocks publish, retire and log into it)."""
     cwd = tmp_path / "work"
     shutil.copytree(reader, cwd, symlinks=True)
-    (cwd / "models.config").write_text(MODELS_CONFIG.format(cwd=cwd))
+    (cwd / "models.config").write_text(logged_models_config({"digits": (cwd / "models" / "digits", cwd / "logs" / "digits")}))
     return cwd
 
 

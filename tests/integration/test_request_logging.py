@@ -31,23 +31,10 @@ from tensorflow_serving.apis import (
 )
 
 from tfstack import export
-from tests.support.server import launch, start_server
+from tests.support.server import launch, logged_models_config, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-_CONFIG = """model_config_list {{
-  config {{
-    name: "digits"
-    base_path: "{base}"
-    model_platform: "tensorflow"
-    logging_config {{
-      log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}
-      sampling_config {{ sampling_rate: 1.0 }}
-    }}
-  }}
-}}
-"""
 
 
 def _tfstack(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -90,7 +77,7 @@ def logged(digits):
     root, pixels, _ = digits
     config = root / "models.config"
     clean, shifted = root / "logs" / "clean" / "digits", root / "logs" / "shifted" / "digits"
-    config.write_text(_CONFIG.format(base=root / "models" / "digits", prefix=clean))
+    config.write_text(logged_models_config({"digits": (root / "models" / "digits", clean)}))
     monitoring = root / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true path: "/metrics" }\n')
     rng = np.random.default_rng(0)
@@ -101,7 +88,7 @@ def logged(digits):
         reload = model_management_pb2.ReloadConfigRequest()
         from google.protobuf import text_format
 
-        text_format.Parse(_CONFIG.format(base=root / "models" / "digits", prefix=shifted), reload.config)
+        text_format.Parse(logged_models_config({"digits": (root / "models" / "digits", shifted)}), reload.config)
         channel = grpc.insecure_channel(server.grpc_target)
         model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(reload, timeout=60)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
@@ -158,7 +145,7 @@ def test_logs_replay_as_warmup_in_a_real_server_and_survive_its_kill_9(digits, l
     export.export_model(root / "models" / "digits" / "1", tmp_path / "next", model_name="digits", warmup_from=[clean])
     prefix = tmp_path / "logs" / "digits"
     config = tmp_path / "models.config"
-    config.write_text(_CONFIG.format(base=tmp_path / "next" / "digits", prefix=prefix))
+    config.write_text(logged_models_config({"digits": (tmp_path / "next" / "digits", prefix)}))
     server = launch(tmp_path, f"--model_config_file={config}")
     answered = []
     stop = threading.Event()

@@ -20,27 +20,13 @@ import pytest
 from tfstack import export
 from tfstack.client import ServingClient
 from tfstack.serving.rollout import LiveServer, Rollout, RolloutPolicy
-from tests.support.server import start_server
+from tests.support.server import logged_models_config, start_server
 
 MODEL = "iris"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLLOUT_REQUEST_ID = "tfstack-rollout"  # what LiveServer sends as X-Request-ID / x-request-id
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-CONFIG = """model_config_list {{
-  config {{
-    name: "{name}"
-    base_path: "{base}"
-    model_platform: "tensorflow"
-    model_version_policy {{ specific {{ versions: 1 }} }}
-    logging_config {{
-      log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}
-      sampling_config {{ sampling_rate: 1.0 }}
-    }}
-  }}
-}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +66,7 @@ def _send(client: ServingClient, prefix: Path, rows: np.ndarray, *, expect: int)
 def test_watch_rolls_back_a_canary_whose_logged_inputs_drift_from_its_data_profile(tmp_path, published):
     base, rows = published
     config, logs = tmp_path / "models.config", tmp_path / "logs" / MODEL
-    config.write_text(CONFIG.format(name=MODEL, base=base / MODEL, prefix=logs))
+    config.write_text(logged_models_config({MODEL: (base / MODEL, logs)}, extra="model_version_policy { specific { versions: 1 } }"))
     Rollout(config, base).init(MODEL, 1)  # label-free, as TF Serving needs at startup; logging_config stays
     thresholds = tmp_path / "drift.json"
     thresholds.write_text('{"psi": 0.25, "js_distance": 0.25}\n')

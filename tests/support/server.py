@@ -138,3 +138,18 @@ def start_server(
         code = server.stop()
     if expected_exit_code is not None and code != expected_exit_code:
         raise AssertionError(f"server exited {code}, expected {expected_exit_code}:\n{server.log_text()[-4000:]}")
+
+
+def logged_models_config(models: dict[str, tuple[os.PathLike[str] | str, os.PathLike[str] | str]], *,
+                         extra: str = "") -> str:
+    """A text-format models.config serving each name -> (base_path, filename_prefix) with TF
+    Serving's `logging_config` (tfrecord collector, sampling rate 1.0); `extra` goes into every
+    entry (e.g. a model_version_policy)."""
+    entries = "".join(
+        f'  config {{\n    name: "{name}"\n    base_path: "{base}"\n    model_platform: "tensorflow"\n'
+        f"{'    ' + extra + chr(10) if extra else ''}"
+        f'    logging_config {{\n      log_collector_config {{ type: "tfrecord" filename_prefix: "{prefix}" }}\n'
+        "      sampling_config { sampling_rate: 1.0 }\n    }\n  }\n"
+        for name, (base, prefix) in models.items()
+    )
+    return f"model_config_list {{\n{entries}}}\n"
