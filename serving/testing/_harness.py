@@ -33,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -214,24 +214,31 @@ class _EmbeddedProcess:
             self.process.wait()
 
 
-def _sigterm_when_parent_dies() -> Callable[[], None] | None:
-    """A `preexec_fn` (Linux) asking the kernel to SIGTERM the child when the process that
-    started it dies, so a killed test run (CI timeout, kill -9) leaves no server holding ports
-    and memory. The kernel ties this to the starting *thread*, so it is only set up from the
-    main thread: a server started from a short-lived thread would otherwise stop with it."""
+# Run in a fresh interpreter between the test process and the server: ask the kernel for SIGTERM
+# when the starting thread dies, give up if it already has, then become the server (execvp keeps
+# the request). -I -S: nothing from the environment or site-packages, so it starts in ~10 ms.
+_PDEATHSIG_LAUNCHER = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGTERM\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    os._exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def _sigterm_when_parent_dies(command: Sequence[str]) -> list[str]:
+    """`command`, prefixed (on Linux) so that the kernel SIGTERMs it when the process that
+    starts it dies: a killed test run (CI timeout, kill -9) leaves no server holding ports and
+    memory. The kernel ties this to the starting *thread*, so only the main thread asks for it:
+    a server started from a short-lived thread would otherwise stop with it.
+
+    Not a `preexec_fn`: that makes subprocess fork() instead of vfork(), and with grpcio >= 1.81
+    the forked child of a process with live gRPC channels can abort (SIGABRT, "epoll_wait error:
+    Bad file descriptor") before it reaches exec (grpc/grpc#43055). A CI run lost a server so.
+    """
     if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
-        return None
-    parent = os.getpid()
-
-    def arrange() -> None:
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return arrange
+        return list(command)
+    return [sys.executable, "-I", "-S", "-c", _PDEATHSIG_LAUNCHER, str(os.getpid()), *command]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -267,8 +274,8 @@ class EmbeddedBackend:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **self.env}
         try:
             with open(log, "wb") as sink:
-                process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment,
-                                           preexec_fn=_sigterm_when_parent_dies())
+                process = subprocess.Popen(_sigterm_when_parent_dies(command), stdout=sink, stderr=subprocess.STDOUT,
+                                           env=environment)
         except OSError as exc:
             raise HarnessError(f"Could not start the embedded server ({' '.join(command)}): {exc}") from exc
         return _EmbeddedProcess(

@@ -297,9 +297,8 @@ def _run_servers(block: Block, cwd: Path) -> None:
         assert command.startswith("tfstack serve "), f"{block.id}: not a server command: {command}"
         log = cwd / f"server-{free_port()}.log"
         with log.open("wb") as out:
-            process = subprocess.Popen(["bash", "-c", "exec " + _with_ports(command, free_port(), free_port())],
-                                       cwd=cwd, env=_environment(), stdout=out, stderr=subprocess.STDOUT,
-                                       preexec_fn=_sigterm_when_parent_dies())
+            process = subprocess.Popen(_sigterm_when_parent_dies(["bash", "-c", "exec " + _with_ports(command, free_port(), free_port())]),
+                                       cwd=cwd, env=_environment(), stdout=out, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 120
             while "Exporting HTTP/REST API at:" not in log.read_text(errors="replace"):

@@ -94,8 +94,9 @@ def launch(tmp_path: Path, *args: str, rest: bool | None = None, grpc_port: int 
     command += list(args)
     environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=_REPO_ROOT, env=environment,
-                                   preexec_fn=_sigterm_when_parent_dies())  # no server outlives a killed test run
+        # no server outlives a killed test run
+        process = subprocess.Popen(_sigterm_when_parent_dies(command), stdout=sink, stderr=subprocess.STDOUT,
+                                   cwd=_REPO_ROOT, env=environment)
     return RunningServer(
         grpc_target=f"127.0.0.1:{grpc_port}",
         rest_url=f"http://127.0.0.1:{rest_port}" if rest else None,
