@@ -32,6 +32,11 @@ ACCEPT_WINDOW_SECONDS = 0.05
 EXIT_FAILURE = 255  # TF Serving returns -1 from main
 
 
+# gRPC core's cap on accepted connections: beyond it a new connection is closed before the
+# HTTP/2 handshake, so the client's call fails UNAVAILABLE (checked with grpcio 1.85).
+_GRPC_CONNECTION_CAP = "grpc.max_allowed_incoming_connections"
+
+
 def _startup_failure(error: StatusError | str) -> int:
     text = str(error)
     print(f"Failed to start server. Error: {text}", flush=True)
@@ -81,7 +86,7 @@ def _check_options(options: ServerOptions) -> None:
             "--rest_api_enable_ssl needs --ssl_config_file (its server_key and server_cert secure the REST port).",
         )
     for name in ("rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
-                 "rest_api_max_connections"):
+                 "rest_api_max_connections", "grpc_max_connections"):
         if getattr(options, name) <= 0:
             raise StatusError(Code.INVALID_ARGUMENT, f"--{name} must be positive. Received: --{name}={getattr(options, name)}")
 
@@ -267,6 +272,8 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             channel_arguments = parse_channel_arguments(options.grpc_channel_arguments)
         except ValueError as exc:
             return _startup_failure(StatusError(Code.INVALID_ARGUMENT, str(exc)))
+        if not any(key == _GRPC_CONNECTION_CAP for key, _ in channel_arguments):
+            channel_arguments.insert(0, (_GRPC_CONNECTION_CAP, options.grpc_max_connections))
         grpc_server = await build_grpc_server(
             core,
             manager,

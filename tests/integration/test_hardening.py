@@ -220,3 +220,36 @@ def test_client_mistakes_stay_client_errors_without_python_internals(server, grp
     log = server.log_text()
     for marker in ("Traceback", "ValueError", "DecodeError", "Exception deserializing"):
         assert marker not in log, marker
+
+
+def test_grpc_connections_beyond_the_default_cap_are_refused_then_served_again(server, grpc_channel):
+    """`--grpc_max_connections` (tfstack-only, default 1024) is gRPC core's
+    grpc.max_allowed_incoming_connections: a connection beyond the cap is closed before the
+    HTTP/2 handshake, so a new client's call fails UNAVAILABLE while connections already
+    established keep working. TF Serving's server.cc sets no cap (docs/embedded-server.md)."""
+    from tests.support.slow_clients import SlowClients, raise_fd_limit
+
+    raise_fd_limit(4096)
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc_channel)
+    assert list(tf.make_ndarray(stub.Predict(_predict_request(), timeout=30).outputs["y"])) == [3.0]
+    port = int(server.grpc_target.rsplit(":", 1)[1])
+
+    def new_client_call() -> grpc.StatusCode:
+        with grpc.insecure_channel(server.grpc_target, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            try:
+                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_predict_request(), timeout=2)
+            except grpc.RpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+    held = SlowClients("127.0.0.1", port, count=1024, send_nothing=True)
+    try:
+        # The kernel completes handshakes before gRPC accepts them: poll until it has.
+        refusal = _poll(lambda: (code := new_client_call()) != grpc.StatusCode.OK and code,
+                        what="a refusal beyond 1024 gRPC connections")
+        assert refusal == grpc.StatusCode.UNAVAILABLE
+        # the connection made before the cap filled is still served
+        assert list(tf.make_ndarray(stub.Predict(_predict_request(4.0), timeout=30).outputs["y"])) == [4.0]
+    finally:
+        held.close()
+    _poll(lambda: new_client_call() == grpc.StatusCode.OK, what="new gRPC clients served after the held connections closed")

@@ -22,6 +22,7 @@ BASE = ["--model_base_path=/abs/m"]
         (["--rest_api_max_body_bytes=0"], "--rest_api_max_body_bytes must be positive. Received: --rest_api_max_body_bytes=0"),
         (["--rest_api_header_timeout_in_ms=-1"], "--rest_api_header_timeout_in_ms must be positive"),
         (["--rest_api_max_connections=0"], "--rest_api_max_connections must be positive"),
+        (["--grpc_max_connections=0"], "--grpc_max_connections must be positive"),
     ],
 )
 def test_refused_combinations(flags, expected):
