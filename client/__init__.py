@@ -23,6 +23,8 @@ from tfstack.client._errors import (
     VersionLabelNotFoundError,
 )
 from tfstack.client._options import RetryPolicy, TlsConfig
+from tfstack.client._traffic import CANARY as CANARY_LABEL
+from tfstack.client._traffic import STABLE as STABLE_LABEL
 from tfstack.client._traffic import AsyncCanarySplit, CanarySplit, LabelStats, ShadowReport, TrafficStats
 from tfstack.client._results import (
     Classification,
@@ -36,6 +38,8 @@ from tfstack.client._results import (
 )
 
 __all__ = [
+    "CANARY_LABEL",
+    "STABLE_LABEL",
     "AsyncCanarySplit",
     "AsyncServingClient",
     "BadResponseError",

@@ -36,6 +36,7 @@ import numpy as np
 
 from tfstack.client._errors import ServingError, VersionLabelNotFoundError
 
+# The version labels a rollout assigns (`tfstack rollout`) and a CanarySplit sends to by default.
 STABLE = "stable"
 CANARY = "canary"
 _WINDOW = 5000

@@ -26,14 +26,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tfstack.client import CANARY_LABEL as CANARY
+from tfstack.client import STABLE_LABEL as STABLE
 from tfstack.export import atomic_write_text  # the one atomic-write path (temp, fsync, rename)
 from tfstack.serving.rollout._errors import RolloutError
 
 if TYPE_CHECKING:
     from tfstack.client.wire import ModelConfig, ModelServerConfig
 
-STABLE = "stable"
-CANARY = "canary"
 STATE_SUFFIX = ".rollout.json"
 BACKUP_SUFFIX = ".bak"
 STATE_FORMAT = 1

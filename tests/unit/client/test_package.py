@@ -17,7 +17,11 @@ def test_all_lists_exactly_the_public_names():
     public = {name for name in dir(client) if not name.startswith(("_", "@")) and not isinstance(getattr(client, name), types.ModuleType)}
     assert set(client.__all__) == public
     for name in client.__all__:
-        assert getattr(client, name).__module__.startswith("tfstack.client._")
+        value = getattr(client, name)
+        if isinstance(value, str):  # constants: the version labels
+            continue
+        assert value.__module__.startswith("tfstack.client._")
+    assert (client.STABLE_LABEL, client.CANARY_LABEL) == ("stable", "canary")
 
 
 def test_error_tree():
