@@ -101,6 +101,9 @@ class ServerOptions:
     # tfstack-only: gRPC connections beyond this many are closed before the HTTP/2 handshake
     # (gRPC's grpc.max_allowed_incoming_connections; a value given in --grpc_channel_arguments wins).
     grpc_max_connections: int = 1024
+    # tfstack-only: a gRPC connection must finish its handshake (TLS, then the HTTP/2 preface and
+    # SETTINGS) within this time (gRPC's grpc.server_handshake_timeout_ms; without it grpcio 1.85 closed a silent socket after 60 s).
+    grpc_handshake_timeout_in_ms: int = 10_000
     # tfstack-only: false makes ModelService/HandleReloadConfigRequest answer UNIMPLEMENTED.
     enable_reload_config_rpc: bool = True
 
@@ -174,6 +177,7 @@ FLAG_HELP: dict[str, str] = {
     "rest_api_idle_timeout_in_ms": "tfstack only: close an idle kept-alive REST connection after this time",
     "rest_api_max_connections": "tfstack only: REST connections beyond this many are answered 503 and closed",
     "grpc_max_connections": "tfstack only: gRPC connections beyond this many are closed before the HTTP/2 handshake",
+    "grpc_handshake_timeout_in_ms": "tfstack only: close a gRPC connection that has not finished its handshake in this time",
     "enable_reload_config_rpc": "tfstack only: false makes HandleReloadConfigRequest answer UNIMPLEMENTED",
     "request_log_max_file_mb": "tfstack only: rotate each request log file (logging_config) at this size in MB",
     "request_log_max_total_mb": "tfstack only: delete a prefix's oldest request log files beyond this total in MB",
@@ -197,7 +201,8 @@ IMPLEMENTED_FLAGS: frozenset[str] = frozenset(
         "per_process_gpu_memory_fraction", "mixed_precision", "request_log_max_file_mb", "request_log_max_total_mb",
         "strict_flags", "ssl_config_file", "rest_api_enable_ssl",
         "rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
-        "rest_api_max_connections", "grpc_max_connections", "enable_reload_config_rpc",
+        "rest_api_max_connections", "grpc_max_connections", "grpc_handshake_timeout_in_ms",
+        "enable_reload_config_rpc",
     }
 )
 

@@ -32,9 +32,14 @@ ACCEPT_WINDOW_SECONDS = 0.05
 EXIT_FAILURE = 255  # TF Serving returns -1 from main
 
 
-# gRPC core's cap on accepted connections: beyond it a new connection is closed before the
-# HTTP/2 handshake, so the client's call fails UNAVAILABLE (checked with grpcio 1.85).
-_GRPC_CONNECTION_CAP = "grpc.max_allowed_incoming_connections"
+# tfstack flags that set a gRPC core channel argument (unless --grpc_channel_arguments names it).
+# Checked with grpcio 1.85: beyond max_allowed_incoming_connections a new connection is closed
+# before the HTTP/2 handshake (the client's call fails UNAVAILABLE); a connection that has not sent
+# the HTTP/2 preface and SETTINGS within server_handshake_timeout_ms is closed (a silent socket too).
+_GRPC_LIMITS = {
+    "grpc_max_connections": "grpc.max_allowed_incoming_connections",
+    "grpc_handshake_timeout_in_ms": "grpc.server_handshake_timeout_ms",
+}
 
 
 def _startup_failure(error: StatusError | str) -> int:
@@ -86,7 +91,7 @@ def _check_options(options: ServerOptions) -> None:
             "--rest_api_enable_ssl needs --ssl_config_file (its server_key and server_cert secure the REST port).",
         )
     for name in ("rest_api_max_body_bytes", "rest_api_header_timeout_in_ms", "rest_api_idle_timeout_in_ms",
-                 "rest_api_max_connections", "grpc_max_connections"):
+                 "rest_api_max_connections", *_GRPC_LIMITS):
         if getattr(options, name) <= 0:
             raise StatusError(Code.INVALID_ARGUMENT, f"--{name} must be positive. Received: --{name}={getattr(options, name)}")
 
@@ -272,8 +277,8 @@ async def run_server(options: ServerOptions, *, stop: asyncio.Event | None = Non
             channel_arguments = parse_channel_arguments(options.grpc_channel_arguments)
         except ValueError as exc:
             return _startup_failure(StatusError(Code.INVALID_ARGUMENT, str(exc)))
-        if not any(key == _GRPC_CONNECTION_CAP for key, _ in channel_arguments):
-            channel_arguments.insert(0, (_GRPC_CONNECTION_CAP, options.grpc_max_connections))
+        given = {key for key, _ in channel_arguments}
+        channel_arguments[:0] = [(arg, getattr(options, flag)) for flag, arg in _GRPC_LIMITS.items() if arg not in given]
         grpc_server = await build_grpc_server(
             core,
             manager,

@@ -45,21 +45,22 @@ class SlowClients:
                 self._closed.add(index)
 
     def open_count(self) -> int:
-        """Sockets not yet closed by the server (a readable socket that reads EOF/error is closed)."""
-        live = [(i, s) for i, s in enumerate(self.sockets) if i not in self._closed]
-        for start in range(0, len(live), 500):
-            batch = live[start : start + 500]
-            readable, _, _ = select.select([s for _, s in batch], [], [], 0)
-            for index, sock in batch:
-                if sock in readable:
-                    try:
-                        data = sock.recv(65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data or data.startswith(b"HTTP/1.1 4") or data.startswith(b"HTTP/1.1 5"):
-                        self._closed.add(index)
+        """Sockets not yet closed by the server (a readable socket that reads EOF/error is closed).
+        poll(), not select(): a test holding 1,000+ sockets has descriptors above select's 1024."""
+        poller = select.poll()
+        live = {s.fileno(): (i, s) for i, s in enumerate(self.sockets) if i not in self._closed}
+        for fd in live:
+            poller.register(fd, select.POLLIN)
+        for fd, _ in poller.poll(0):
+            index, sock = live[fd]
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data or data.startswith(b"HTTP/1.1 4") or data.startswith(b"HTTP/1.1 5"):
+                self._closed.add(index)
         return len(self.sockets) - len(self._closed)
 
     def wait_closed(self, *, deadline_seconds: float, trickle_every: float = 0.5) -> int:

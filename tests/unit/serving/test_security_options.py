@@ -23,6 +23,7 @@ BASE = ["--model_base_path=/abs/m"]
         (["--rest_api_header_timeout_in_ms=-1"], "--rest_api_header_timeout_in_ms must be positive"),
         (["--rest_api_max_connections=0"], "--rest_api_max_connections must be positive"),
         (["--grpc_max_connections=0"], "--grpc_max_connections must be positive"),
+        (["--grpc_handshake_timeout_in_ms=0"], "--grpc_handshake_timeout_in_ms must be positive"),
     ],
 )
 def test_refused_combinations(flags, expected):
