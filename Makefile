@@ -11,10 +11,13 @@ DEMO_REST_PORT ?= 8501
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# Quiet: pip's per-package lines and the build backend's notes are nothing a newcomer can act on;
+# errors still print.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[dev]'
+	@echo "Installing tfstack and its dependencies into $(VENV) (a few minutes the first time)..."
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
